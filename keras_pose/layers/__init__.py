@@ -1,0 +1,15 @@
+"""Reusable, serializable building blocks shared by every model family."""
+
+from keras_pose.layers.bottleneck import Bottleneck
+from keras_pose.layers.conv_bn import ConvBN, LateralBlock
+from keras_pose.layers.normalization import PixelNormalization
+from keras_pose.layers.upsample import BilinearUpsample, interpolation_matrix
+
+__all__ = [
+    "BilinearUpsample",
+    "Bottleneck",
+    "ConvBN",
+    "LateralBlock",
+    "PixelNormalization",
+    "interpolation_matrix",
+]
