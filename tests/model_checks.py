@@ -48,13 +48,16 @@ def check_keras_roundtrip(model: PoseModel, tmp_path) -> str:
     return path
 
 
-def check_jax_backend(keras_path: str, tmp_path, atol: float = 1e-4) -> None:
-    """The `.keras` file saved under TensorFlow loads and runs under KERAS_BACKEND=jax."""
+def check_jax_backend(keras_path: str, tmp_path, module: str, atol: float = 1e-4) -> None:
+    """The `.keras` file saved under TensorFlow loads and runs under KERAS_BACKEND=jax.
+
+    ``module`` is the family's module (e.g. ``"keras_pose.models.cpn"``), imported to register it.
+    """
     script = textwrap.dedent(
         f"""
         import numpy as np, keras
         assert keras.backend.backend() == "jax"
-        import keras_pose  # registers the classes
+        import {module}  # registers the classes
         model = keras.saving.load_model({keras_path!r})
         x = np.load({os.path.join(tmp_path, "x.npy")!r})
         expected = np.load({os.path.join(tmp_path, "y.npz")!r})
