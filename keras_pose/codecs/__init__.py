@@ -1,1 +1,53 @@
-"""keras_pose.codecs"""
+"""Heatmap codecs: training targets (``encode``) and keypoint read-out (``decode``).
+
+:func:`codec_from_spec` turns a :class:`keras_pose.spec.CodecSpec` into a
+:class:`MegviiCodec` (CPN, MSPN, RSN) or :class:`MSRACodec` (CPM, Hourglass). Both have
+
+* ``encode(keypoints (K, 2) crop px, visible (K,) bool) -> (h, w, K) float32``;
+* ``decode(heatmaps (N, h, w, K)) -> (keypoints (N, K, 2) crop px, scores (N, K))``.
+
+:mod:`keras_pose.codecs.graph` has the same decodes in ``keras.ops`` for exported graphs;
+:mod:`keras_pose.codecs.flip` the flip test.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from keras_pose.codecs._common import opencv_sigma
+from keras_pose.codecs.flip import flip_heatmaps, flip_images
+from keras_pose.codecs.megvii import MegviiCodec
+from keras_pose.codecs.msra import MSRACodec
+from keras_pose.spec import MEGVII, MSRA, CodecSpec
+
+
+def codec_from_spec(
+    codec_spec: CodecSpec,
+    input_size: Sequence[int],
+    stride: int,
+    refine: str | None = "quarter",
+) -> MegviiCodec | MSRACodec:
+    """The codec of one output. ``refine`` (``"quarter"``, ``"dark"``, ``None``) applies to
+    MSRA codecs only; Megvii codecs always decode the originals' way."""
+    if codec_spec.type == MEGVII:
+        return MegviiCodec(
+            codec_spec.kernel_size,
+            input_size,
+            stride,
+            peak=codec_spec.peak,
+            decode_blur=codec_spec.decode_blur,
+            decode_normalize=codec_spec.decode_normalize,
+        )
+    if codec_spec.type == MSRA:
+        return MSRACodec(codec_spec.sigma, input_size, stride, peak=codec_spec.peak, refine=refine)
+    raise ValueError(f"unknown codec type {codec_spec.type!r}")
+
+
+__all__ = [
+    "MSRACodec",
+    "MegviiCodec",
+    "codec_from_spec",
+    "flip_heatmaps",
+    "flip_images",
+    "opencv_sigma",
+]

@@ -1,5 +1,58 @@
-"""Datasets, top-down crops, targets and the tf.data pipeline."""
+"""Datasets, top-down crops, targets and the tf.data pipeline.
 
+The pipeline (``build_dataset``, which imports TensorFlow) is loaded on first access, so the
+geometry in :mod:`keras_pose.data.transforms` stays importable without TensorFlow.
+"""
+
+from keras_pose.data.coco import (
+    BadImageError,
+    PersonRecord,
+    load_coco_records,
+    load_detection_records,
+    read_dataset_info,
+    read_image,
+)
 from keras_pose.data.dataset_info import COCO17, DatasetInfo
+from keras_pose.data.targets import make_targets
+from keras_pose.data.transforms import (
+    AugmentConfig,
+    augment_config_for,
+    box_to_center_size,
+    crop_matrix,
+    invert_matrix,
+    transform_points,
+    warp_image,
+)
 
-__all__ = ["COCO17", "DatasetInfo"]
+_PIPELINE_NAMES = ("build_dataset", "dataset_from_records", "SKIPPED_IMAGES")
+
+
+def __getattr__(name):
+    if name in _PIPELINE_NAMES:
+        from keras_pose.data import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'keras_pose.data' has no attribute {name!r}")
+
+
+__all__ = [
+    "COCO17",
+    "DatasetInfo",
+    "AugmentConfig",
+    "BadImageError",
+    "PersonRecord",
+    "SKIPPED_IMAGES",
+    "augment_config_for",
+    "box_to_center_size",
+    "build_dataset",
+    "crop_matrix",
+    "dataset_from_records",
+    "invert_matrix",
+    "load_coco_records",
+    "load_detection_records",
+    "make_targets",
+    "read_dataset_info",
+    "read_image",
+    "transform_points",
+    "warp_image",
+]

@@ -1,0 +1,130 @@
+"""The Megvii heatmap codec of CPN (tf-cpn), MSPN and RSN.
+
+Encode (tf-cpn ``joints_heatmap_gen``, MSPN ``generate_heatmap``): a delta at the keypoint's
+cell ``(floor(y / s), floor(x / s))``, ``cv2.GaussianBlur((k, k), 0)`` (BORDER_REFLECT_101),
+rescaled so the peak is ``peak`` (255). The blur is OpenCV 3/4's, which the originals ran:
+fixed binomial tables for k <= 7, the sigma ``0.3 ((k - 1) / 2 - 1) + 0.8`` above (OpenCV 5
+also tabulates k = 9, so that sigma is passed explicitly).
+
+Decode (tf-cpn ``mptest.py``, MSPN/RSN ``test.py``), per map:
+
+1. optionally divide by its maximum (CPN, ``decode_normalize``; only maps with a positive
+   maximum -- the original would divide by zero or flip a negative map);
+2. zero-pad by ``border`` = 10 cells, ``cv2.GaussianBlur(decode_blur)`` (21 for CPN, 5 for
+   MSPN/RSN; 0 or 1 = none) in float64;
+3. arg-max ``p1``; set it to zero; arg-max again ``p2``;
+4. move ``p1`` 0.25 cell towards ``p2`` if ``|p2 - p1| > 1e-3``; clamp to the map;
+5. crop pixels ``= p * s + s / 2`` (the originals' ``x * 4 + 2`` at stride 4: the centre of the
+   cell a floored keypoint came from);
+6. score = ``raw / peak + 0.5`` at the rounded (clamped) ``p1`` of the raw, un-blurred map.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from keras_pose.codecs import _common
+
+DECODE_BORDER = 10
+SHIFT = 0.25
+
+
+class MegviiCodec:
+    """Targets and decoding of CPN/MSPN/RSN heatmaps.
+
+    Args:
+        kernel_size: odd ``cv2.GaussianBlur`` kernel of the target.
+        input_size: ``(H, W)`` of the crop.
+        stride: crop pixels per heatmap cell.
+        peak: target maximum (255).
+        decode_blur: blur kernel before the arg-max (0 = none).
+        decode_normalize: rescale each map to max 1 before blurring (CPN).
+    """
+
+    def __init__(
+        self,
+        kernel_size: int,
+        input_size: Sequence[int],
+        stride: int = 4,
+        peak: float = 255.0,
+        decode_blur: int = 5,
+        decode_normalize: bool = False,
+    ) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+        if decode_blur > 1 and decode_blur % 2 == 0:
+            raise ValueError(f"decode_blur must be odd (or 0), got {decode_blur}")
+        self.kernel_size = int(kernel_size)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.stride = int(stride)
+        self.heatmap_size = _common.heatmap_size(self.input_size, self.stride)
+        self.peak = float(peak)
+        self.decode_blur = int(decode_blur)
+        self.decode_normalize = bool(decode_normalize)
+        self.border = DECODE_BORDER
+        self.shift = SHIFT
+
+    @property
+    def sigma(self) -> float:
+        """The target's Gaussian sigma in cells (OpenCV's formula for ``kernel_size``)."""
+        return _common.opencv_sigma(self.kernel_size)
+
+    def __repr__(self) -> str:
+        return (
+            f"MegviiCodec(kernel_size={self.kernel_size}, input_size={self.input_size}, "
+            f"stride={self.stride}, peak={self.peak}, decode_blur={self.decode_blur}, "
+            f"decode_normalize={self.decode_normalize})"
+        )
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints.
+
+        Keypoints not ``visible`` or outside the crop give an all-zero channel.
+        """
+        cells, drawn = _common.keypoint_cells(keypoints, visible, self.input_size, self.stride)
+        h, w = self.heatmap_size
+        planes = np.zeros((len(cells), h, w), dtype=np.float32)
+        index = np.flatnonzero(drawn)
+        planes[index, cells[index, 1], cells[index, 0]] = 1.0
+        _common.blur_planes(planes, self.kernel_size)
+        maxima = planes.max(axis=(1, 2), keepdims=True)
+        # tf-cpn: ``hm /= amax / 255`` in float32, skipped for empty maps
+        scale = np.where(maxima > 1e-8, maxima / np.float32(self.peak), np.float32(1.0))
+        return np.ascontiguousarray(np.moveaxis(planes / scale, 0, -1), dtype=np.float32)
+
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints ``(N, K, 2)`` in crop pixels and scores ``(N, K)`` of ``(N, h, w, K)`` maps.
+
+        A single ``(h, w, K)`` map is decoded as a batch of one.
+        """
+        raw = _common.check_heatmaps(heatmaps, self.heatmap_size).astype(np.float32)
+        maps = normalize_maps(raw) if self.decode_normalize else raw
+        blurred = _common.blur_planes(_common.to_planes(maps, border=self.border), self.decode_blur)
+        row1, col1 = _common.argmax_cells(blurred)
+        n, k = np.indices(row1.shape)
+        blurred[n, k, row1, col1] = 0.0
+        row2, col2 = _common.argmax_cells(blurred)
+        cells = self._shift_and_clamp(row1, col1, row2, col2)
+        score_cells = np.rint(cells).astype(np.int64)
+        scores = raw[n, score_cells[..., 1], score_cells[..., 0], k] / self.peak + 0.5
+        keypoints = _common.cells_to_pixels(cells, self.stride)
+        return keypoints.astype(np.float32), scores.astype(np.float32)
+
+    def _shift_and_clamp(self, row1, col1, row2, col2) -> np.ndarray:
+        """``p1`` (unpadded cells, ``(N, K, 2)`` x/y) moved 0.25 towards ``p2``, clamped."""
+        dx = (col2 - col1).astype(np.float64)
+        dy = (row2 - row1).astype(np.float64)
+        length = np.hypot(dx, dy)
+        step = np.where(length > 1e-3, self.shift / np.maximum(length, 1e-3), 0.0)
+        x = col1 - self.border + dx * step
+        y = row1 - self.border + dy * step
+        h, w = self.heatmap_size
+        return np.stack([np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)], axis=-1)
+
+
+def normalize_maps(maps: np.ndarray) -> np.ndarray:
+    """Each ``(N, h, w, K)`` map divided by its maximum when that maximum is positive."""
+    maxima = maps.max(axis=(1, 2), keepdims=True)
+    return np.where(maxima > 0, maps / np.where(maxima > 0, maxima, 1), maps)

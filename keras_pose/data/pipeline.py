@@ -1,0 +1,354 @@
+"""`build_dataset`: a COCO-format folder to batches `model.fit` and evaluation consume.
+
+One element of the underlying dataset is one person record. A parallel ``tf.numpy_function``
+reads the image with OpenCV, draws the crop(s) (:mod:`keras_pose.data.transforms`), warps
+pixels and keypoints with one affine, and encodes the targets (:mod:`keras_pose.data.targets`);
+the crops are then unbatched (tf-cpn draws 4 per record, kept adjacent in a batch), batched and
+prefetched.
+
+Bad inputs: missing images raise at load time (:mod:`keras_pose.data.coco`). An image that
+fails to decode at run time (corrupt or truncated file) is skipped — its record yields no
+sample — and logged once per file with the running count (:data:`SKIPPED_IMAGES` keeps them);
+pass ``verify_images=True`` to decode everything up front and raise instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from keras_pose.data.coco import (
+    BadImageError,
+    PersonRecord,
+    load_coco,
+    load_coco_records,
+    load_detection_records,
+    read_dataset_info,
+    read_image,
+)
+from keras_pose.data.dataset_info import DatasetInfo
+from keras_pose.data.targets import make_targets, target_shapes
+from keras_pose.data.transforms import (
+    AugmentConfig,
+    apply_crop,
+    border_value_for,
+    box_to_center_size,
+    draw_crops,
+    eval_crop,
+    jitter_colors,
+    resolve_augment,
+)
+from keras_pose.spec import PoseSpec
+
+logger = logging.getLogger(__name__)
+
+# name -> (dtype, per-sample shape) of the evaluation metadata; see build_dataset.
+META_FIELDS = {
+    "image_id": (np.int64, ()),
+    "annotation_id": (np.int64, ()),
+    "record_index": (np.int64, ()),
+    "box": (np.float64, (4,)),
+    "center": (np.float64, (2,)),
+    "size": (np.float64, (2,)),
+    "area": (np.float64, ()),
+    "score": (np.float32, ()),
+    "matrix": (np.float64, (2, 3)),
+    "flipped": (np.bool_, ()),
+}
+
+
+class SkippedImages:
+    """Thread-safe record of image files skipped at run time (logged once per file)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.paths: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            if path in self.paths:
+                return
+            self.paths[path] = reason
+            count = len(self.paths)
+        logger.warning("skipping an unreadable image (%d skipped so far): %s", count, reason)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+SKIPPED_IMAGES = SkippedImages()
+
+
+def build_dataset(
+    model_or_spec: Any,
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    batch_size: int = 32,
+    training: bool = True,
+    det_file: str | os.PathLike | None = None,
+    dataset_info: DatasetInfo | None = None,
+    shuffle: bool | None = None,
+    deterministic: bool | None = None,
+    seed: int | None = None,
+    augment: Any = None,
+    repeat: bool | int | None = None,
+    return_meta: bool | None = None,
+    drop_remainder: bool | None = None,
+    shard: tuple[int, int] | None = None,
+    score_threshold: float = 0.0,
+    verify_images: bool = False,
+) -> tf.data.Dataset:
+    """Batches of crops for a pose model, from a COCO-format keypoint file and image folder.
+
+    Training (``return_meta=False``) yields ``(images, targets, weights)``:
+
+    * ``images``: ``(N, H, W, 3)`` float32, 0..255, in ``spec.channel_order``;
+    * ``targets``: ``{output name: (N, h, w, K) float32}`` for every ``spec.outputs`` entry;
+    * ``weights``: ``{output name: (N, K) float32}`` per-keypoint weights,
+
+    which is what ``model.fit(dataset)`` takes (``PoseModel.compile()`` wires the losses).
+
+    Evaluation (``return_meta=True``, the default with ``det_file``) yields ``(images, meta)``,
+    ``meta`` a dict of per-crop ``(N, ...)`` tensors:
+
+    * ``image_id``, ``annotation_id`` (-1 for detections), ``record_index`` (int64);
+    * ``box`` ``(N, 4)`` xywh of the person box; ``score`` (float32: detector score, 1 for GT);
+    * ``center``, ``size`` ``(N, 2)`` float64: the un-augmented window
+      (``box_to_center_size(box, W/H, spec.box_extension)``), ``area`` = its ``w * h``;
+    * ``matrix`` ``(N, 2, 3)`` float64: the image->crop affine actually used (with any
+      augmentation); ``flipped`` (bool): the crop is mirrored (channels already swapped).
+
+    Map crop keypoints back with ``transform_points(kp, invert_matrix(matrix))``.
+
+    Args:
+        model_or_spec: a :class:`PoseModel` (or anything with ``.spec``) or a :class:`PoseSpec`.
+        ann_file, image_dir: COCO keypoints json and its image folder.
+        batch_size: global batch size (split across replicas under ``tf.distribute``).
+        training: augment (see ``augment``), shuffle, drop the last partial batch by default.
+        det_file: COCO results json of person boxes to crop instead of the GT boxes.
+        dataset_info: the keypoint set (default: read from ``ann_file``'s keypoint category).
+        shuffle: default ``training``. Reshuffled every epoch.
+        deterministic: keep element order in the parallel map (default: ``not training``).
+            With a ``seed`` it makes the whole stream, augmentation included, reproducible.
+        seed: seed of the shuffle and of the per-sample augmentation draws.
+        augment: training only: ``None`` = the family's original recipe
+            (:func:`augment_config_for`); ``False`` = plain test-time crops; an
+            :class:`AugmentConfig`; or a dict of field overrides of the family recipe.
+        repeat: ``None``/``False`` one pass per epoch; ``True`` forever (give
+            ``steps_per_epoch``); an int: that many passes.
+        return_meta: yield ``(images, meta)`` instead of targets (default: ``det_file given``).
+        drop_remainder: default ``training``.
+        shard: ``(num_shards, index)``: keep every ``num_shards``-th record (per-worker input
+            with ``distribute_datasets_from_function``); auto-sharding is then turned off.
+            Without it the dataset's auto-shard policy is ``DATA``: each worker of a
+            multi-worker strategy keeps every n-th batch.
+        score_threshold: minimum detector score with ``det_file``.
+        verify_images: decode every image at load time and raise on a corrupt one, instead of
+            skipping it at run time.
+    """
+    spec = spec_of(model_or_spec)
+    coco = load_coco(ann_file)
+    if dataset_info is None:
+        dataset_info = read_dataset_info(ann_file, coco=coco)
+    if det_file is not None:
+        records = load_detection_records(
+            det_file, ann_file, image_dir, score_threshold, dataset_info,
+            verify_images=verify_images,
+        )
+    else:
+        records = load_coco_records(
+            ann_file, image_dir, dataset_info, verify_images=verify_images
+        )
+    return_meta = det_file is not None if return_meta is None else return_meta
+    if det_file is not None and not return_meta:
+        raise ValueError("detections carry no keypoints to make targets from: "
+                         "use return_meta=True with det_file")
+    return dataset_from_records(
+        spec,
+        records,
+        dataset_info,
+        batch_size=batch_size,
+        augment=resolve_augment(spec, augment) if training else None,
+        shuffle=training if shuffle is None else shuffle,
+        deterministic=(not training) if deterministic is None else deterministic,
+        seed=seed,
+        repeat=repeat,
+        return_meta=return_meta,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+        shard=shard,
+    )
+
+
+def spec_of(model_or_spec: Any) -> PoseSpec:
+    """The :class:`PoseSpec` of a model, or the spec itself."""
+    if isinstance(model_or_spec, PoseSpec):
+        return model_or_spec
+    spec = getattr(model_or_spec, "spec", None)
+    if not isinstance(spec, PoseSpec):
+        raise TypeError(f"expected a PoseModel or a PoseSpec, got {type(model_or_spec).__name__}")
+    return spec
+
+
+def dataset_from_records(
+    spec: PoseSpec,
+    records: Sequence[PersonRecord],
+    dataset_info: DatasetInfo,
+    batch_size: int = 32,
+    augment: AugmentConfig | None = None,
+    shuffle: bool = False,
+    deterministic: bool = True,
+    seed: int | None = None,
+    repeat: bool | int | None = None,
+    return_meta: bool = False,
+    drop_remainder: bool = False,
+    shard: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """:func:`build_dataset` from already loaded records (same element structure)."""
+    if dataset_info.num_keypoints != spec.num_keypoints:
+        raise ValueError(f"dataset has {dataset_info.num_keypoints} keypoints "
+                         f"({dataset_info.name}), the model {spec.num_keypoints}")
+    if not records:
+        raise ValueError("no person records to build a dataset from")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    maker = SampleMaker(spec, records, dataset_info, augment, return_meta)
+    indices = tf.data.Dataset.range(len(records))
+    if shard is not None:
+        indices = indices.shard(*shard)
+    if shuffle:
+        indices = indices.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
+    if repeat is True:
+        indices = indices.repeat()
+    elif repeat:
+        indices = indices.repeat(int(repeat))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip((indices, seeds))
+    dataset = dataset.map(
+        maker.tf_call, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+    )
+    dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(maker.structure, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=deterministic)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
+        if shard is not None
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+class SampleMaker:
+    """Turns ``(record index, seed)`` into the crops, targets and metadata of one record."""
+
+    def __init__(
+        self,
+        spec: PoseSpec,
+        records: Sequence[PersonRecord],
+        dataset_info: DatasetInfo,
+        augment: AugmentConfig | None,
+        return_meta: bool,
+    ) -> None:
+        self.spec = spec
+        self.records = list(records)
+        self.flip_indices = dataset_info.flip_indices
+        self.augment = augment
+        self.return_meta = return_meta
+        self.border_value = augment.border_value if augment else border_value_for(spec)
+        self.copies = augment.copies if augment else 1
+        self.target_shapes = target_shapes(spec)
+
+    # -- numpy side ---------------------------------------------------------------------------
+
+    def __call__(self, index: int, seed: int) -> list[np.ndarray]:
+        index = int(index)
+        record = self.records[index]
+        try:
+            image = read_image(record.image_path)
+        except (BadImageError, OSError) as error:
+            SKIPPED_IMAGES.add(record.image_path, str(error))
+            return self._empty()
+        rng = np.random.default_rng(int(seed) % (1 << 63))
+        if self.augment is None:
+            draws = [eval_crop(record.box, self.spec)]
+        else:
+            draws = draw_crops(record.box, record.keypoints, image.shape[1], self.spec,
+                               self.augment, rng)
+        samples = [self._sample(image, index, draw, rng) for draw in draws]
+        return [np.stack(parts) for parts in zip(*samples)]
+
+    def _sample(self, image, index, draw, rng) -> list[np.ndarray]:
+        record = self.records[index]
+        crop, keypoints = apply_crop(image, record.keypoints, draw, self.spec,
+                                     self.flip_indices, self.border_value)
+        if self.augment is not None and self.augment.color_jitter > 0:
+            crop = jitter_colors(crop, self.augment.color_jitter, rng)
+        if self.spec.channel_order == "RGB":
+            crop = crop[..., ::-1]
+        parts = [np.ascontiguousarray(crop)]
+        if self.return_meta:
+            parts += self._meta(index, draw)
+        else:
+            targets, weights = make_targets(self.spec, keypoints)
+            parts += [targets[name] for name in self.spec.output_names]
+            parts += [weights[name] for name in self.spec.output_names]
+        return parts
+
+    def _meta(self, index: int, draw) -> list[np.ndarray]:
+        record = self.records[index]
+        aspect = self.spec.input_size[1] / self.spec.input_size[0]
+        center, size = box_to_center_size(record.box, aspect, self.spec.box_extension)
+        values = {
+            "image_id": record.image_id,
+            "annotation_id": record.annotation_id,
+            "record_index": index,
+            "box": record.box,
+            "center": center,
+            "size": size,
+            "area": size[0] * size[1],
+            "score": record.score,
+            "matrix": draw.matrix,
+            "flipped": draw.flipped,
+        }
+        return [np.asarray(values[k], dtype=dt) for k, (dt, _) in META_FIELDS.items()]
+
+    def _empty(self) -> list[np.ndarray]:
+        return [np.zeros((0, *shape), dtype) for dtype, shape in self._signature()]
+
+    # -- TF side ------------------------------------------------------------------------------
+
+    def _signature(self) -> list[tuple[Any, tuple[int, ...]]]:
+        """(dtype, per-sample shape) of every array :meth:`__call__` returns, in order."""
+        signature = [(np.uint8, (*self.spec.input_size, 3))]
+        if self.return_meta:
+            return signature + list(META_FIELDS.values())
+        names = self.spec.output_names
+        signature += [(np.float32, self.target_shapes[n]) for n in names]
+        signature += [(np.float32, (self.spec.num_keypoints,)) for _ in names]
+        return signature
+
+    def tf_call(self, index: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        signature = self._signature()
+        outputs = tf.numpy_function(
+            self.__call__, [index, seed], [tf.as_dtype(dt) for dt, _ in signature],
+            stateful=False, name="load_crops",
+        )
+        for tensor, (_, shape) in zip(outputs, signature):
+            tensor.set_shape((None, *shape))
+        return tuple(outputs)
+
+    def structure(self, *tensors: tf.Tensor):
+        """Flat batched tensors -> ``(images, targets, weights)`` or ``(images, meta)``."""
+        images = tf.cast(tensors[0], tf.float32)
+        rest = tensors[1:]
+        if self.return_meta:
+            return images, dict(zip(META_FIELDS, rest))
+        names = self.spec.output_names
+        targets = dict(zip(names, rest[: len(names)]))
+        weights = dict(zip(names, rest[len(names):]))
+        return images, targets, weights

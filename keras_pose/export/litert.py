@@ -1,0 +1,201 @@
+"""LiteRT (TFLite) export: fp32, float16 or full-int8 heatmaps model that the GPU delegate runs whole.
+
+The graph is converted from a SavedModel with the TFLite builtin op set only (no Flex /
+``SELECT_TF_OPS``), its op codes are checked against the GPU delegate's documented list, and it
+is run with ``ai_edge_litert`` through its signature runner and compared with Keras before it is
+moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from keras_pose.export._archive import write_saved_model
+from keras_pose.export._files import atomic_path
+from keras_pose.export._model import crop_signature, heatmap_model, keras_outputs, resolve_outputs
+from keras_pose.export.gpu_ops import gpu_delegate_problems
+from keras_pose.export.parity import (
+    ExportCompatibilityError,
+    heatmap_errors,
+    parity_crops,
+    require,
+)
+from keras_pose.models.base import IMAGE_INPUT, PoseModel
+
+QUANTIZE_MODES = (None, "float16", "int8")
+SIGNATURE = "serving_default"
+# Parity limits: fp32 absolute on heatmaps / peak; fp16 relative to the largest heatmap value;
+# int8 mean error relative to the largest value (a broken conversion is far above it; the
+# keypoint-level check of int8 is the arg-max agreement in the tests).
+DEFAULT_TOLERANCE = {None: ("scaled", 1e-4), "float16": ("relative", 1e-2), "int8": ("mean_relative", 0.05)}
+
+
+def litert(
+    model: PoseModel,
+    path: str | os.PathLike,
+    quantize: str | None = None,
+    representative_data: Any = None,
+    *,
+    outputs: str | Sequence[str] = "final",
+    num_calibration: int = 64,
+    require_gpu_compatible: bool = True,
+    check: bool = True,
+    tolerance: float | None = None,
+) -> str:
+    """Write ``model`` as a ``.tflite`` file with one signature ``serving_default``.
+
+    Args:
+        model: a keras-pose model.
+        path: the ``.tflite`` file to write (atomically: only after every check passed).
+        quantize: ``None`` (float32), ``"float16"`` (float16 weights) or ``"int8"`` (full
+            integer, float input/output; needs ``representative_data``).
+        representative_data: int8 calibration crops: an ``(N, H, W, 3)`` array or an iterable
+            (e.g. a ``keras_pose.data`` ``tf.data`` pipeline) of batches, ``(crops, ...)``
+            tuples or ``{"image": crops}`` dicts, in the model's channel order, 0..255.
+        outputs: ``"final"`` (the ``heatmaps`` output only, the default), ``"all"`` or names.
+        num_calibration: at most this many crops are used to calibrate int8.
+        require_gpu_compatible: refuse a graph with an op outside the GPU delegate's list.
+        check: compare with Keras (fp32: 1e-4 of the heatmap peak; fp16: 1e-2 relative;
+            int8: 5 % mean relative error on calibration crops).
+        tolerance: override the limit of the check.
+
+    Returns:
+        The path written. Raises ``ExportParityError`` / ``ExportCompatibilityError`` (and
+        writes nothing) if a check fails.
+
+    The input ``image`` has a static batch of 1 (what mobile runtimes and the GPU delegate
+    expect); outputs keep the model's output names.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"a LiteRT file name must end with '.tflite', got {path!r}")
+    names = resolve_outputs(model, outputs)
+    calibration = None
+    if quantize == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "int8 quantization needs representative_data: crops (N, H, W, 3) or a dataset "
+                "from keras_pose.data"
+            )
+        calibration = calibration_crops(representative_data, model, num_calibration)
+    content = convert(model, names, quantize, calibration)
+    what = f"LiteRT {quantize or 'float32'} export of {model.name}"
+    with atomic_path(path, directory=False) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        if require_gpu_compatible:
+            problems = gpu_delegate_problems(content, quantize)
+            if problems:
+                raise ExportCompatibilityError(
+                    f"{what} would not run whole on the TFLite GPU delegate: "
+                    + "; ".join(problems)
+                )
+        if check:
+            crops = calibration[:8] if calibration is not None else parity_crops(model.spec)
+            measure, limit = DEFAULT_TOLERANCE[quantize]
+            expected = keras_outputs(model, crops, names)
+            actual = LiteRTRunner(tmp)(crops)
+            require(heatmap_errors(expected, actual, model.spec, what), measure, tolerance or limit, what)
+    return path
+
+
+def convert(
+    model: PoseModel,
+    names: Sequence[str],
+    quantize: str | None = None,
+    calibration: np.ndarray | None = None,
+) -> bytes:
+    """Convert the ``names`` outputs of ``model`` to a TFLite flatbuffer (builtin ops only)."""
+    import tensorflow as tf
+
+    if not hasattr(tf, "lite") or not hasattr(tf.lite, "TFLiteConverter"):
+        raise ImportError(
+            "this TensorFlow has no tf.lite.TFLiteConverter; LiteRT export needs TF <= 2.21's converter"
+        )
+    export_model = heatmap_model(model, names)
+    with tempfile.TemporaryDirectory(prefix="keras_pose_litert_") as saved_model_dir:
+        endpoint = (lambda image: export_model(image, training=False), [crop_signature(model, batch=1)])
+        write_saved_model(saved_model_dir, export_model, {SIGNATURE: endpoint})
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.representative_dataset = lambda: ([crop[None]] for crop in calibration)
+        return converter.convert()
+
+
+def calibration_crops(data: Any, model: PoseModel, limit: int) -> np.ndarray:
+    """Up to ``limit`` float32 crops ``(n, H, W, 3)`` from an array or an iterable of batches."""
+    expected = (*model.spec.input_size, 3)
+    batches = [data] if isinstance(data, np.ndarray) else _batches(data)
+    crops, count = [], 0
+    for batch in batches:
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.shape == expected:
+            batch = batch[None]
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(
+                f"representative data for {model.name} must be crops (N, {expected[0]}, "
+                f"{expected[1]}, 3); got a batch of shape {batch.shape}"
+            )
+        crops.append(batch[: limit - count])
+        count += len(crops[-1])
+        if count >= limit:
+            break
+    if not count:
+        raise ValueError("representative data yielded no crops")
+    return np.concatenate(crops)
+
+
+def _batches(data: Iterable[Any]) -> Iterable[Any]:
+    for element in data:
+        if isinstance(element, Mapping):
+            if IMAGE_INPUT not in element:
+                raise ValueError(f"representative data dicts need an {IMAGE_INPUT!r} key, got {sorted(element)}")
+            element = element[IMAGE_INPUT]
+        elif isinstance(element, (tuple, list)):
+            element = element[0]
+            if isinstance(element, Mapping):
+                element = element[IMAGE_INPUT]
+        yield element
+
+
+class LiteRTRunner:
+    """Runs a ``.tflite`` file's signature on batches of crops with ``ai_edge_litert``.
+
+    Args:
+        model: path or flatbuffer bytes.
+        num_threads: CPU threads (XNNPACK, the default CPU delegate).
+        signature: the signature to run.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2, signature: str = SIGNATURE):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:  # pragma: no cover - part of the export extra
+            raise ImportError("running LiteRT models needs `pip install ai-edge-litert`") from error
+        if isinstance(model, bytes):
+            self.interpreter = Interpreter(model_content=model, num_threads=num_threads)
+        else:
+            self.interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        if signature not in signatures:
+            raise ValueError(f"no signature {signature!r} in the model; it has {sorted(signatures)}")
+        self.input_name = signatures[signature]["inputs"][0]
+        self.output_names = list(signatures[signature]["outputs"])
+        self.runner = self.interpreter.get_signature_runner(signature)
+
+    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Run every crop of an ``(N, H, W, 3)`` batch (the signature has batch 1)."""
+        results = [self.runner(**{self.input_name: crop[None].astype(np.float32)}) for crop in crops]
+        return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}

@@ -1,0 +1,101 @@
+"""ONNX export through tf2onnx, with named input/outputs and a dynamic batch, checked with ONNX Runtime."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from keras_pose.export._files import atomic_path
+from keras_pose.export._model import crop_signature, heatmap_model, keras_outputs, resolve_outputs
+from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
+from keras_pose.models.base import PoseModel
+
+BATCH = "batch"
+DEFAULT_OPSET = 17
+
+
+def onnx(
+    model: PoseModel,
+    path: str | os.PathLike,
+    *,
+    outputs: str | Sequence[str] = "all",
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    atol: float = 1e-4,
+) -> str:
+    """Write ``model`` as an ONNX file: input ``image`` ``(batch, H, W, 3)`` float 0..255,
+    one output per heatmap output, named like it, with the batch dimension named ``batch``.
+
+    Args:
+        model: a keras-pose model.
+        path: the ``.onnx`` file (written atomically, only if the check passes).
+        outputs: ``"all"`` (default), ``"final"`` (``heatmaps`` only) or a list of names.
+        opset: ONNX opset.
+        check: run it with ONNX Runtime on batches of 2 and 1 crops and compare with Keras
+            (``atol`` on heatmaps divided by the output's peak).
+    """
+    names = resolve_outputs(model, outputs)
+    what = f"ONNX export of {model.name}"
+    with atomic_path(path, directory=False) as tmp:
+        _convert(model, names, opset, tmp)
+        if check:
+            crops = parity_crops(model.spec, batch=2)
+            session = OnnxRunner(tmp)
+            if session.input_name != "image" or session.output_names != names:
+                raise ExportParityError(
+                    f"{what}: expected input 'image' and outputs {names}, got "
+                    f"{session.input_name!r} and {session.output_names}"
+                )
+            for batch in (crops, crops[:1]):
+                expected = keras_outputs(model, batch, names)
+                require(heatmap_errors(expected, session(batch), model.spec, what), "scaled", atol, what)
+    return os.fspath(path)
+
+
+def _convert(model: PoseModel, names: Sequence[str], opset: int, destination: str) -> None:
+    import onnx as onnx_lib
+
+    export_model = heatmap_model(model, names)
+    with tempfile.TemporaryDirectory(prefix="keras_pose_onnx_") as work:
+        raw = os.path.join(work, "model.onnx")
+        export_model.export(
+            raw,
+            format="onnx",
+            input_signature=[crop_signature(model)],
+            opset_version=opset,
+            verbose=False,
+        )
+        graph = onnx_lib.load(raw)
+    for value in (*graph.graph.input, *graph.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH
+    order = {name: i for i, name in enumerate(names)}
+    sorted_outputs = sorted(graph.graph.output, key=lambda v: order.get(v.name, len(order)))
+    del graph.graph.output[:]
+    graph.graph.output.extend(sorted_outputs)
+    onnx_lib.checker.check_model(graph)
+    onnx_lib.save(graph, destination)
+
+
+class OnnxRunner:
+    """An ONNX Runtime CPU session that maps ``(N, H, W, 3)`` crops to ``{output name: array}``."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 2):
+        try:
+            import onnxruntime as ort
+        except ImportError as error:  # pragma: no cover - part of the export extra
+            raise ImportError("running ONNX models needs `pip install onnxruntime`") from error
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            os.fspath(path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        results = self.session.run(None, {self.input_name: np.asarray(crops, np.float32)})
+        return dict(zip(self.output_names, results))

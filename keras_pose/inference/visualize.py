@@ -1,0 +1,113 @@
+"""Drawing predicted poses: limbs coloured by body side, keypoint dots, optional scores."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from keras_pose.data.dataset_info import COCO17, DatasetInfo
+
+# BGR colours of the left side, the right side and the centre line (nose, skeleton links
+# that join both sides).
+LEFT_COLOR = (255, 160, 0)
+RIGHT_COLOR = (0, 128, 255)
+CENTER_COLOR = (0, 220, 0)
+OUTLINE_COLOR = (0, 0, 0)
+TEXT_COLOR = (255, 255, 255)
+
+
+def keypoint_sides(dataset_info: DatasetInfo) -> list[str]:
+    """``"left"``, ``"right"`` or ``"center"`` per keypoint, from the ``(left, right)`` flip pairs."""
+    sides = ["center"] * dataset_info.num_keypoints
+    for left, right in dataset_info.flip_pairs:
+        sides[left], sides[right] = "left", "right"
+    return sides
+
+
+def side_color(*sides: str) -> tuple[int, int, int]:
+    """The colour of a keypoint or limb: left/right if all its ends are on that side."""
+    if all(side == "left" for side in sides):
+        return LEFT_COLOR
+    if all(side == "right" for side in sides):
+        return RIGHT_COLOR
+    return CENTER_COLOR
+
+
+def draw_skeleton(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    dataset_info: DatasetInfo = COCO17,
+    score_threshold: float = 0.3,
+    draw_scores: bool = True,
+) -> np.ndarray:
+    """A copy of the BGR uint8 ``image`` with poses drawn on it.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR.
+        keypoints: ``(N, K, 3)`` (or one ``(K, 3)`` pose) ``x, y, score`` in image pixels.
+        dataset_info: skeleton and left/right pairs.
+        score_threshold: keypoints scoring below it are not drawn, nor limbs touching them.
+        draw_scores: write each drawn keypoint's score beside it.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    poses = np.asarray(keypoints, dtype=np.float64)
+    if poses.ndim == 2:
+        poses = poses[None]
+    k = dataset_info.num_keypoints
+    if poses.ndim != 3 or poses.shape[1:] != (k, 3):
+        raise ValueError(f"keypoints must be (N, {k}, 3) for {dataset_info.name!r}, got {poses.shape}")
+    canvas = image.copy()
+    scale = max(image.shape[:2]) / 640.0
+    thickness = max(1, int(round(2 * scale)))
+    radius = max(2, int(round(3 * scale)))
+    sides = keypoint_sides(dataset_info)
+    for pose in poses:
+        shown = np.all(np.isfinite(pose), axis=1) & (pose[:, 2] >= score_threshold)
+        for a, b in dataset_info.skeleton:
+            if shown[a] and shown[b]:
+                cv2.line(canvas, _point(pose[a]), _point(pose[b]), side_color(sides[a], sides[b]),
+                         thickness, cv2.LINE_AA)
+        for i in np.flatnonzero(shown):
+            centre = _point(pose[i])
+            cv2.circle(canvas, centre, radius + 1, OUTLINE_COLOR, -1, cv2.LINE_AA)
+            cv2.circle(canvas, centre, radius, side_color(sides[i]), -1, cv2.LINE_AA)
+            if draw_scores:
+                _put_text(canvas, f"{pose[i, 2]:.2f}", (centre[0] + radius + 2, centre[1]), scale)
+    return canvas
+
+
+def _point(keypoint: np.ndarray) -> tuple[int, int]:
+    return int(round(float(keypoint[0]))), int(round(float(keypoint[1])))
+
+
+def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    font_scale = max(0.3, 0.4 * scale)
+    for color, width in ((OUTLINE_COLOR, 3), (TEXT_COLOR, 1)):
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, width,
+                    cv2.LINE_AA)
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
+    """Write ``image`` (BGR uint8) as a PNG atomically (temp file beside it, then
+    ``os.replace``). Returns the path."""
+    path = os.fspath(path)
+    ok, data = cv2.imencode(".png", np.asarray(image))
+    if not ok:
+        raise ValueError(f"cv2 could not encode an image of shape {np.shape(image)} as PNG")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path

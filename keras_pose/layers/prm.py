@@ -1,0 +1,122 @@
+"""RSN's Pose Refine Machine (PRM), as the released RSN code defines it.
+
+The class ``PRM`` in the RSN repository (``exps/4XRSN18.coco/network.py``) is defined but never
+instantiated; asked where it goes, the owner answered "use it at the output end" (RSN issue #17).
+Its convolutions are ``K -> K`` (K = number of keypoints), so it refines the heatmaps::
+
+    o = ReLU(BN(conv3x3(x)))
+    a = sigmoid(ReLU(BN(conv1x1(ReLU(BN(conv1x1(GAP(o))))))))        # channel attention
+    b = sigmoid(ReLU(BN(dwconv9x9(ReLU(BN(conv1x1(o)))))))           # spatial attention
+    y = o * (1 + a * b)
+
+Both sigmoids follow a ReLU, so ``a`` and ``b`` lie in ``[0.5, 1)``.
+
+MMPose's PRM (``MSPNHead(use_prm=True)``) differs: it runs on every unit's heatmap, its channel
+path is Linear + BN1d + ReLU twice, and its spatial path ends in a single-channel map. That
+variant is not this layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_pose.layers.conv_bn import ConvBN
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class PoseRefineMachine(keras.layers.Layer):
+    """``y = o * (1 + a * b)``: the RSN code's PRM on a ``(N, H, W, K)`` heatmap tensor.
+
+    The global average is an ``AveragePooling2D`` over the static spatial size (it exports to
+    TFLite as ``AVERAGE_POOL_2D``, which the GPU delegate runs, rather than ``MEAN``), so the
+    input height and width must be known when the layer is built.
+
+    Args:
+        use_bias: conv bias (True in the RSN code).
+        bn_epsilon, bn_momentum: BatchNorm constants.
+        kernel_initializer, kernel_regularizer: passed to every conv.
+    """
+
+    def __init__(
+        self,
+        use_bias: bool = True,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _conv_bn(self, channels, kernel_size, name, depthwise=False) -> ConvBN:
+        return ConvBN(
+            channels,
+            kernel_size,
+            use_bias=self.use_bias,
+            activation="relu",
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            # a fresh initializer per conv: a shared unseeded instance gives same-shaped
+            # kernels identical starting values
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            kernel_regularizer=self.kernel_regularizer,
+            depthwise=depthwise,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, input_shape) -> None:
+        _, h, w, channels = input_shape
+        if h is None or w is None:
+            raise ValueError(f"{self.name} needs a static input height/width, got {input_shape}")
+        self.refine = self._conv_bn(channels, 3, "refine")
+        self.global_pool = keras.layers.AveragePooling2D(
+            pool_size=(h, w), dtype=self.dtype_policy, name="global_pool"
+        )
+        self.channel_conv1 = self._conv_bn(channels, 1, "channel_conv1")
+        self.channel_conv2 = self._conv_bn(channels, 1, "channel_conv2")
+        self.spatial_conv1 = self._conv_bn(channels, 1, "spatial_conv1")
+        self.spatial_conv2 = self._conv_bn(channels, 9, "spatial_conv2", depthwise=True)
+        pooled = (input_shape[0], 1, 1, channels)
+        self.refine.build(input_shape)
+        self.channel_conv1.build(pooled)
+        self.channel_conv2.build(pooled)
+        self.spatial_conv1.build(input_shape)
+        self.spatial_conv2.build(input_shape)
+
+    def attention(self, inputs, training=None) -> tuple[Any, Any, Any]:
+        """``(o, a, b)``: refined features, channel attention ``(N,1,1,K)``, spatial ``(N,H,W,K)``."""
+        o = self.refine(inputs, training=training)
+        a = self.channel_conv1(self.global_pool(o), training=training)
+        a = ops.sigmoid(self.channel_conv2(a, training=training))
+        b = self.spatial_conv1(o, training=training)
+        b = ops.sigmoid(self.spatial_conv2(b, training=training))
+        return o, a, b
+
+    def call(self, inputs, training=None):
+        o, a, b = self.attention(inputs, training=training)
+        return o * (1.0 + a * b)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer
+            else None,
+        )
+        return config

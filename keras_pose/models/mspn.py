@@ -1,0 +1,374 @@
+"""MSPN: the multi-stage pose network of Li et al. (megvii-detection/MSPN), and the wrapper RSN shares.
+
+The network, as ``exps/mspn.2xstg.coco/network.py`` builds it:
+
+* ``ResNet_top`` once: 7x7/s2 conv 64 + BN + ReLU, 3x3/s2 max-pool (stride 4, 64 channels).
+* Each stage = a **downsample module** (four ResNet layers of widths 64/128/256/512 times the
+  block expansion, strides 4/8/16/32) + an **upsample module** of four units, coarse to fine.
+  Unit ``u`` takes the downsample feature of its level ``x`` and the previous unit's output:
+  ``out = ReLU(BN(conv1x1(x -> 256)) + BN(conv1x1(resize(prev))))`` (the first unit has no
+  second term), and predicts ``resize_to_output(BN(conv3x3(ReLU(BN(conv1x1(out))))))``.
+* Cross-stage aggregation (every stage but the last): ``skip1 = ReLU(BN(conv1x1(x)))`` and
+  ``skip2 = ReLU(BN(conv1x1(out)))`` per unit are added to the next stage's ResNet layer outputs,
+  and ``cross_conv = ReLU(BN(conv1x1(out of the finest unit -> 64)))`` is the next stage's input.
+* Every unit of every stage predicts a heatmap: outputs ``stage{s}_unit{u}`` (u = 1..4 coarse to
+  fine); the last stage's finest unit is ``heatmaps``, the prediction.
+
+Every conv keeps its bias (PyTorch ``nn.Conv2d`` default) even before BN; BN uses PyTorch's
+eps 1e-5 and momentum 0.1 (Keras 0.9). Resizes are bilinear with ``align_corners=True``.
+MMPose's port (``variant`` not implemented here) drops those conv biases, normalises RGB input
+outside the model and has its own PRM.
+
+Training targets and losses (``keras_pose.spec``): stages before the last are supervised with
+Gaussian kernels 15/11/9/7 (coarse to fine), the last stage with 11/9/7/5; the three coarse
+units use L2 on visible joints with weight 1/4, the finest unit of every stage OHKM (top 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import keras
+
+from keras_pose.layers import BilinearUpsample, Bottleneck, ConvBN, PixelNormalization
+from keras_pose.layers.prm import PoseRefineMachine
+from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.spec import PoseSpec, megvii_outputs
+
+# ImageNet statistics in BGR order, on the 0..255 scale (MSPN/RSN feed cv2's BGR images).
+BGR_MEAN = (0.406 * 255.0, 0.456 * 255.0, 0.485 * 255.0)
+BGR_STD = (0.225 * 255.0, 0.224 * 255.0, 0.229 * 255.0)
+# attribute.py COCO: TEST.X_EXTENTION = 0.09, TEST.Y_EXTENTION = 0.135, applied to the box
+# before its aspect ratio is fixed.
+TEST_BOX_EXTENSION = (1.09, 1.135)
+STEM_CHANNELS = 64
+UNIT_CHANNELS = 256
+LAYER_WIDTHS = (64, 128, 256, 512)
+NUM_UNITS = 4
+OUTPUT_STRIDE = 4
+INPUT_MULTIPLE = 32
+# label kernels of the five targets, coarse to fine; a non-final stage uses the first four,
+# the final stage the last four (the originals' coarse-to-fine supervision).
+TARGET_KERNELS = (15, 11, 9, 7, 5)
+UNIT_LOSSES = ("mse", "mse", "mse", "ohkm")
+UNIT_LOSS_WEIGHTS = (0.25, 0.25, 0.25, 1.0)
+DECODE_BLUR = 5
+
+# Downsample convs: kaiming_normal(fan_out) as in ResNet_downsample_module; every other conv:
+# PyTorch's default kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)). Biases start at zero.
+DOWNSAMPLE_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
+DEFAULT_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_in", "distribution": "uniform"},
+}
+
+BlockFactory = Callable[..., keras.layers.Layer]
+
+
+@dataclasses.dataclass(frozen=True)
+class DownsampleDesign:
+    """What a stage's downsample module is made of.
+
+    Args:
+        block: ``block(planes, strides=..., name=..., **conv_options) -> layer``, one residual
+            block of ``planes * expansion`` output channels.
+        blocks_per_layer: blocks in each of the four ResNet layers.
+        expansion: output channels of a block per ``planes`` (4 for MSPN's bottleneck, 1 for RSB).
+    """
+
+    block: BlockFactory
+    blocks_per_layer: tuple[int, int, int, int]
+    expansion: int
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Channels of the four downsample features x1..x4 (fine to coarse)."""
+        return tuple(width * self.expansion for width in LAYER_WIDTHS)
+
+
+def bottleneck_block(planes: int, strides: int = 1, name: str | None = None, **options: Any):
+    """MSPN's torchvision-style bottleneck: 1x1 -> 3x3 (stride) -> 1x1 to ``4 * planes``."""
+    return Bottleneck(4 * planes, bottleneck_filters=planes, strides=strides, name=name, **options)
+
+
+RESNET50_LAYERS = (3, 4, 6, 3)
+MSPN_DOWNSAMPLE = DownsampleDesign(bottleneck_block, RESNET50_LAYERS, expansion=4)
+
+
+def output_name(stage: int, unit: int, num_stages: int) -> str:
+    """``stage{s}_unit{u}`` (1-based), except the final stage's finest unit: ``heatmaps``."""
+    if stage == num_stages and unit == NUM_UNITS:
+        return "heatmaps"
+    return f"stage{stage}_unit{unit}"
+
+
+def output_names(num_stages: int) -> list[str]:
+    return [
+        output_name(s, u, num_stages)
+        for s in range(1, num_stages + 1)
+        for u in range(1, NUM_UNITS + 1)
+    ]
+
+
+def multi_stage_spec(
+    family: str, input_size: Sequence[int], num_keypoints: int, num_stages: int
+) -> PoseSpec:
+    """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding."""
+    kernels, losses, weights = [], [], []
+    for stage in range(1, num_stages + 1):
+        shift = 1 if stage == num_stages else 0
+        kernels += TARGET_KERNELS[shift : shift + NUM_UNITS]
+        losses += UNIT_LOSSES
+        weights += UNIT_LOSS_WEIGHTS
+    outputs = megvii_outputs(
+        output_names(num_stages),
+        kernels,
+        losses,
+        weights,
+        stride=OUTPUT_STRIDE,
+        decode_blur=DECODE_BLUR,
+        decode_normalize=False,
+    )
+    return PoseSpec(
+        family=family,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        num_keypoints=num_keypoints,
+        channel_order="BGR",
+        outputs=outputs,
+        box_extension=TEST_BOX_EXTENSION,
+        flip_test=True,
+    )
+
+
+def check_input_shape(input_shape: Sequence[int], family: str) -> tuple[int, int, int]:
+    """Height and width must be multiples of 32 so every level lines up with the resizes."""
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(f"{family}: input_shape must be (height, width, 3), got {input_shape}")
+    h, w, c = (int(v) for v in input_shape)
+    if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
+        raise ValueError(
+            f"{family}: input height and width must be multiples of {INPUT_MULTIPLE}, "
+            f"got {h}x{w}"
+        )
+    return h, w, c
+
+
+def build_multi_stage_network(
+    input_shape: Sequence[int],
+    *,
+    design: DownsampleDesign,
+    num_stages: int,
+    num_keypoints: int,
+    use_prm: bool = False,
+    weight_decay: float = 1e-5,
+    bn_epsilon: float = 1e-5,
+    bn_momentum: float = 0.9,
+) -> tuple[keras.KerasTensor, dict[str, keras.KerasTensor]]:
+    """The MSPN wrapper around any downsample design: ``(image input, {output name: heatmaps})``.
+
+    ``weight_decay`` is the originals' coupled Adam weight decay; it becomes an L2 penalty of
+    ``weight_decay / 2`` on every conv kernel (same gradient). With ``use_prm`` a
+    :class:`PoseRefineMachine` refines the final ``heatmaps`` output (RSN owner: "use it at
+    the output end"); the other outputs are unchanged.
+    """
+    if num_stages < 1:
+        raise ValueError(f"num_stages must be >= 1, got {num_stages}")
+    if num_keypoints < 1:
+        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    h, w, _ = check_input_shape(input_shape, "multi-stage network")
+    regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+    options = dict(
+        use_bias=True,
+        bn_epsilon=bn_epsilon,
+        bn_momentum=bn_momentum,
+        kernel_regularizer=regularizer,
+    )
+    builder = _StageBuilder(
+        design=design,
+        num_stages=num_stages,
+        num_keypoints=num_keypoints,
+        output_size=(h // OUTPUT_STRIDE, w // OUTPUT_STRIDE),
+        use_prm=use_prm,
+        options=options,
+    )
+    image = keras.Input(shape=tuple(int(v) for v in input_shape), name=IMAGE_INPUT)
+    x = PixelNormalization(BGR_MEAN, BGR_STD, name="normalize")(image)
+    x = builder.stem(x)
+    outputs: dict[str, keras.KerasTensor] = {}
+    skips = None
+    for stage in range(1, num_stages + 1):
+        heatmaps, x, skips = builder.stage(stage, x, skips)
+        outputs.update(heatmaps)
+    return image, outputs
+
+
+@dataclasses.dataclass
+class _StageBuilder:
+    """Builds the stem and the stages of the functional graph, with the originals' layer names."""
+
+    design: DownsampleDesign
+    num_stages: int
+    num_keypoints: int
+    output_size: tuple[int, int]
+    use_prm: bool
+    options: dict[str, Any]
+
+    def conv(self, filters: int, kernel_size: int, name: str, relu: bool, strides: int = 1):
+        return ConvBN(
+            filters,
+            kernel_size,
+            strides=strides,
+            activation="relu" if relu else None,
+            kernel_initializer=DEFAULT_INITIALIZER,
+            name=name,
+            **self.options,
+        )
+
+    def stem(self, x):
+        """ResNet_top: 7x7/s2 conv + BN + ReLU, then 3x3/s2 max-pool with 1-pixel padding."""
+        x = self.conv(STEM_CHANNELS, 7, "stem_conv", relu=True, strides=2)(x)
+        # zero padding equals PyTorch's -inf padding here: the pool follows a ReLU
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
+
+    def stage(self, stage: int, x, skips):
+        """One stage: ``({output name: heatmaps}, next stage input or None, skips or None)``."""
+        levels = self.downsample(stage, x, skips)
+        return self.upsample(stage, levels)
+
+    def downsample(self, stage: int, x, skips) -> list:
+        """The four ResNet layers; from stage 2 on each layer's output gets skip1 + skip2 added."""
+        levels = []
+        for index, (width, count) in enumerate(zip(LAYER_WIDTHS, self.design.blocks_per_layer)):
+            layer = index + 1
+            for block in range(1, count + 1):
+                strides = 2 if layer > 1 and block == 1 else 1
+                x = self.design.block(
+                    width,
+                    strides=strides,
+                    name=f"stage{stage}_layer{layer}_block{block}",
+                    kernel_initializer=DOWNSAMPLE_INITIALIZER,
+                    **self.options,
+                )(x)
+            if skips is not None:
+                x = keras.layers.Add(name=f"stage{stage}_layer{layer}_aggregate")([x, *skips[index]])
+            levels.append(x)
+        return levels
+
+    def upsample(self, stage: int, levels: list):
+        """The four upsample units, coarse to fine, their heads and the cross-stage outputs."""
+        final = stage == self.num_stages
+        h, w = self.output_size
+        heatmaps, skips = {}, [None] * NUM_UNITS
+        out = None
+        for unit in range(1, NUM_UNITS + 1):
+            prefix = f"stage{stage}_unit{unit}"
+            level = NUM_UNITS - unit  # unit 1 reads x4 (coarsest), unit 4 reads x1
+            x = levels[level]
+            lateral = self.conv(UNIT_CHANNELS, 1, f"{prefix}_lateral", relu=False)(x)
+            if out is None:
+                merged = lateral
+            else:
+                scale = 2 ** (NUM_UNITS - unit)
+                up = BilinearUpsample(
+                    (h // scale, w // scale), mode="align_corners", name=f"{prefix}_upsample"
+                )(out)
+                up = self.conv(UNIT_CHANNELS, 1, f"{prefix}_up_conv", relu=False)(up)
+                merged = keras.layers.Add(name=f"{prefix}_add")([lateral, up])
+            out = keras.layers.ReLU(name=f"{prefix}_relu")(merged)
+            name = output_name(stage, unit, self.num_stages)
+            heatmaps[name] = self.head(prefix, name, out)
+            if not final:
+                channels = self.design.level_channels[level]
+                skips[level] = (
+                    self.conv(channels, 1, f"{prefix}_skip1", relu=True)(x),
+                    self.conv(channels, 1, f"{prefix}_skip2", relu=True)(out),
+                )
+        if final:
+            return heatmaps, None, None
+        cross = self.conv(STEM_CHANNELS, 1, f"stage{stage}_cross_conv", relu=True)(out)
+        return heatmaps, cross, skips
+
+    def head(self, prefix: str, name: str, x):
+        """1x1 conv 256 + BN + ReLU, 3x3 conv to K + BN, bilinear (align corners) to output size.
+
+        The resize carries the output's name (for the finest unit it passes the map through),
+        unless the PRM refines the final output: then the PRM carries it."""
+        x = self.conv(UNIT_CHANNELS, 1, f"{prefix}_head_conv1", relu=True)(x)
+        x = self.conv(self.num_keypoints, 3, f"{prefix}_head_conv2", relu=False)(x)
+        refine = self.use_prm and name == "heatmaps"
+        resize_name = f"{prefix}_resize" if refine else name
+        x = BilinearUpsample(self.output_size, mode="align_corners", name=resize_name)(x)
+        if refine:
+            x = PoseRefineMachine(kernel_initializer=DEFAULT_INITIALIZER, name=name, **self.options)(x)
+        return x
+
+
+def megvii_adam() -> keras.optimizers.Optimizer:
+    """Adam, lr 5e-4 per GPU of 32 crops (the originals' solver; warm-up and decay are the
+    training schedule's job, weight decay is the kernel regularizer's)."""
+    return keras.optimizers.Adam(5e-4)
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class MSPN(PoseModel):
+    """Multi-Stage Pose Network with ResNet-50 downsample modules (the original's layout).
+
+    Args:
+        num_stages: stages (1-4 in the paper); the only released COCO model has 2.
+        input_shape: ``(height, width, 3)``, both multiples of 32; the BGR 0..255 crop.
+        num_keypoints: K, the heatmap channels.
+        weight_decay: the originals' coupled Adam weight decay (1e-5), applied as an L2 penalty
+            of ``weight_decay / 2`` on every conv kernel; 0 disables it.
+        bn_epsilon, bn_momentum: BatchNorm constants (PyTorch defaults).
+        name: model name (default ``mspn_{num_stages}stage``).
+
+    Outputs ``stage{s}_unit{u}`` (coarse to fine) and ``heatmaps`` (last stage, finest unit),
+    all ``(N, H/4, W/4, K)`` on the 0..255 target scale.
+    """
+
+    family = "mspn"
+
+    def __init__(
+        self,
+        num_stages: int = 2,
+        input_shape: Sequence[int] = (256, 192, 3),
+        num_keypoints: int = 17,
+        weight_decay: float = 1e-5,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        name: str | None = None,
+    ) -> None:
+        image, outputs = build_multi_stage_network(
+            input_shape,
+            design=MSPN_DOWNSAMPLE,
+            num_stages=num_stages,
+            num_keypoints=num_keypoints,
+            weight_decay=weight_decay,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+        )
+        super().__init__(
+            inputs=image,
+            outputs=outputs,
+            spec=multi_stage_spec(self.family, input_shape[:2], num_keypoints, num_stages),
+            name=name or f"mspn_{num_stages}stage",
+        )
+        self._arguments = dict(
+            num_stages=num_stages,
+            input_shape=[int(v) for v in input_shape],
+            num_keypoints=num_keypoints,
+            weight_decay=weight_decay,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+        )
+
+    def default_optimizer(self) -> keras.optimizers.Optimizer:
+        return megvii_adam()
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._arguments}

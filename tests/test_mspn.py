@@ -1,0 +1,196 @@
+"""MSPN: parameter counts against MMPose and the originals, outputs, wiring, spec, round trips,
+a training step."""
+
+import gc
+
+import keras
+import numpy as np
+import pytest
+from model_checks import (
+    all_params,
+    check_jax_backend,
+    check_keras_roundtrip,
+    check_outputs,
+    random_crops,
+    trainable_params,
+)
+
+from keras_pose.layers import BilinearUpsample
+from keras_pose.models.mspn import MSPN, output_names
+
+# MMPose 1.3.2, measured (td-hm_mspn50 / 2x / 3x / 4x, 256x192): MMPose's convs before BN have
+# no bias; the original's (nn.Conv2d default) do. originals.md §6.6: analytic counts of the
+# original code, conv biases included.
+MSPN_PARAMS = {  # stages: (MMPose, originals' analytic)
+    1: (25_112_264, 25.1e6),
+    2: (56_800_464, 56.9e6),
+    3: (88_488_664, 88.6e6),
+    4: (120_176_864, 120.3e6),
+}
+SMALL_INPUT = (128, 96, 3)
+
+
+def conv_bias_params(model: keras.Model) -> int:
+    return int(
+        sum(np.prod(w.shape) for w in model.trainable_weights if w.path.endswith("conv/bias"))
+    )
+
+
+def check_parameter_counts(model: keras.Model, mmpose: int, original: float) -> None:
+    """Without conv biases the count is MMPose's exactly; with them it is the original's."""
+    trainable = trainable_params(model)
+    assert trainable - conv_bias_params(model) == mmpose
+    assert abs(trainable - original) / original < 0.005, (trainable, original)
+    # non-trainable = BN moving mean + variance = the BN gamma + beta count
+    bn_affine = sum(
+        int(np.prod(w.shape)) for w in model.trainable_weights if w.path.endswith(("gamma", "beta"))
+    )
+    assert all_params(model) - trainable == bn_affine
+
+
+def check_bn_and_bias(model: keras.Model, epsilon: float, momentum: float) -> None:
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    convs = [l for l in layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    assert bns and convs and len(bns) == len(convs)  # every conv is followed by a BN
+    assert {(bn.epsilon, bn.momentum) for bn in bns} == {(epsilon, momentum)}
+    assert all(conv.use_bias for conv in convs)
+
+
+def check_weight_decay(model: keras.Model, weight_decay: float) -> None:
+    """Coupled decay ``wd`` on the kernels = L2 penalty ``wd / 2 * sum(k^2)``."""
+    kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+    expected = weight_decay / 2 * sum(float(np.sum(np.square(np.asarray(k)))) for k in kernels)
+    got = float(sum(float(loss) for loss in model.losses))
+    assert len(model.losses) == len(kernels)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+
+def one_training_step(model) -> float:
+    """One ``fit`` step with the default compile, targets on the 0..255 scale."""
+    rng = np.random.default_rng(0)
+    x = random_crops(model, batch=2)
+    h, w = model.spec.heatmap_size()
+    k = model.spec.num_keypoints
+    y = {name: rng.uniform(0, 255, (2, h, w, k)).astype("float32") for name in model.spec.output_names}
+    weights = {name: np.ones((2, k), "float32") for name in model.spec.output_names}
+    model.compile()
+    history = model.fit(x, y, sample_weight=weights, batch_size=2, epochs=1, verbose=0)
+    return float(history.history["loss"][-1])
+
+
+@pytest.mark.parametrize("stages", sorted(MSPN_PARAMS))
+def test_parameter_counts_match_mmpose_and_original(stages):
+    model = MSPN(num_stages=stages)
+    check_parameter_counts(model, *MSPN_PARAMS[stages])
+    del model
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def small_mspn():
+    return MSPN(num_stages=2, input_shape=SMALL_INPUT)
+
+
+def test_outputs_named_coarse_to_fine_with_heatmaps_last(small_mspn):
+    names = output_names(2)
+    assert names == [
+        *(f"stage1_unit{u}" for u in range(1, 5)),
+        *(f"stage2_unit{u}" for u in range(1, 4)),
+        "heatmaps",
+    ]
+    check_outputs(small_mspn, {name: (32, 24) for name in names})
+    for name in names:
+        layer = small_mspn.get_layer(name)
+        assert isinstance(layer, BilinearUpsample) and layer.mode == "align_corners"
+
+
+def test_architecture_follows_the_original(small_mspn):
+    model = small_mspn
+    check_bn_and_bias(model, 1e-5, 0.9)
+    # stem: 7x7/s2 conv 64 then a 3x3/s2 pool: stride 4, 64 channels
+    assert model.get_layer("stem_conv").kernel_size == 7
+    assert tuple(model.get_layer("stem_pool").output.shape[1:]) == (32, 24, 64)
+    # the units read x4..x1 = 2048/1024/512/256 channels at strides 32/16/8/4
+    for unit, (channels, h, w) in enumerate([(2048, 4, 3), (1024, 8, 6), (512, 16, 12), (256, 32, 24)], 1):
+        lateral = model.get_layer(f"stage1_unit{unit}_lateral")
+        assert tuple(lateral.input.shape[1:]) == (h, w, channels)
+        assert lateral.filters == 256 and lateral.activation is None
+        if unit > 1:
+            assert model.get_layer(f"stage1_unit{unit}_upsample").size == (h, w)
+        assert model.get_layer(f"stage1_unit{unit}_head_conv2").activation is None
+    # ResNet-50 layers [3, 4, 6, 3] of torchvision bottlenecks with the stride on the 3x3
+    for layer, count in enumerate([3, 4, 6, 3], 1):
+        model.get_layer(f"stage1_layer{layer}_block{count}")
+        with pytest.raises(ValueError):
+            model.get_layer(f"stage1_layer{layer}_block{count + 1}")
+    block = model.get_layer("stage1_layer2_block1")
+    assert block.conv2.strides == 2 and block.conv1.strides == 1 and block.use_bias
+    # cross-stage aggregation only into stage 2; the last stage generates nothing
+    for layer in range(1, 5):
+        assert len(model.get_layer(f"stage2_layer{layer}_aggregate").input) == 3
+        with pytest.raises(ValueError):
+            model.get_layer(f"stage1_layer{layer}_aggregate")
+    assert model.get_layer("stage1_cross_conv").filters == 64
+    for name in ("stage2_cross_conv", "stage2_unit1_skip1", "stage2_unit4_skip2"):
+        with pytest.raises(ValueError):
+            model.get_layer(name)
+    check_weight_decay(model, 1e-5)
+
+
+def test_cross_stage_paths_feed_only_the_next_stage(small_mspn):
+    """Perturbing a skip1, a skip2 or the cross conv of stage 1 changes stage 2 only."""
+    model = small_mspn
+    x = random_crops(model, batch=1)
+    before = model(x, training=False)
+    for layer_name in ("stage1_unit2_skip1", "stage1_unit3_skip2", "stage1_cross_conv"):
+        kernel = model.get_layer(layer_name).conv.kernel
+        original = np.asarray(kernel)
+        try:
+            kernel.assign(original + np.random.default_rng(1).normal(0, 0.5, original.shape))
+            after = model(x, training=False)
+        finally:
+            kernel.assign(original)
+        for name in model.spec.output_names:
+            changed = not np.allclose(after[name], before[name], atol=1e-6)
+            assert changed == name.startswith(("stage2", "heatmaps")), (layer_name, name)
+
+
+def test_spec_coarse_to_fine_targets_and_test_box(small_mspn):
+    spec = small_mspn.spec
+    assert spec.family == "mspn" and spec.channel_order == "BGR" and spec.final_output == "heatmaps"
+    assert [o.codec.kernel_size for o in spec.outputs] == [15, 11, 9, 7, 11, 9, 7, 5]
+    assert [o.loss for o in spec.outputs] == ["mse", "mse", "mse", "ohkm"] * 2
+    assert [o.loss_weight for o in spec.outputs] == [0.25, 0.25, 0.25, 1.0] * 2
+    assert all(o.codec.decode_blur == 5 and not o.codec.decode_normalize for o in spec.outputs)
+    assert all(o.stride == 4 for o in spec.outputs)
+    # MSPN's COCO test box: x * (1 + 0.09), y * (1 + 0.135), then the aspect-ratio fix
+    assert spec.box_extension == (1.09, 1.135) and spec.flip_test
+    assert [o.codec.kernel_size for o in MSPN(1, input_shape=(64, 64, 3)).spec.outputs] == [11, 9, 7, 5]
+
+
+def test_normalization_is_bgr_imagenet(small_mspn):
+    layer = small_mspn.get_layer("normalize")
+    np.testing.assert_allclose(layer.mean, np.array([0.406, 0.456, 0.485]) * 255)
+    np.testing.assert_allclose(layer.std, np.array([0.225, 0.224, 0.229]) * 255)
+
+
+def test_keras_round_trip_and_jax(small_mspn, tmp_path):
+    assert small_mspn.get_config()["num_stages"] == 2
+    path = check_keras_roundtrip(small_mspn, tmp_path)
+    check_jax_backend(path, tmp_path, module="keras_pose.models.mspn")
+
+
+def test_one_training_step_gives_a_finite_loss():
+    model = MSPN(num_stages=1, input_shape=(64, 64, 3))
+    assert isinstance(model.default_optimizer(), keras.optimizers.Adam)
+    np.testing.assert_allclose(float(model.default_optimizer().learning_rate), 5e-4)
+    loss = one_training_step(model)
+    assert np.isfinite(loss) and loss > 0
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="multiples of 32"):
+        MSPN(input_shape=(250, 192, 3))
+    with pytest.raises(ValueError, match="num_stages"):
+        MSPN(num_stages=0, input_shape=(64, 64, 3))

@@ -1,0 +1,143 @@
+"""RSN: parameter counts, RSB widths in the network, PRM at the output end, builders, round
+trips, a training step."""
+
+import gc
+import os
+
+import keras
+import numpy as np
+import pytest
+from model_checks import (
+    check_jax_backend,
+    check_keras_roundtrip,
+    check_outputs,
+    random_crops,
+    trainable_params,
+)
+from test_mspn import (
+    check_bn_and_bias,
+    check_parameter_counts,
+    check_weight_decay,
+    one_training_step,
+)
+
+from keras_pose.layers.prm import PoseRefineMachine
+from keras_pose.layers.rsb import ResidualStepsBlock
+from keras_pose.models.mspn import output_names
+from keras_pose.models.rsn import RSN, RSN18, RSN50
+
+# (depth, stages): (MMPose 1.3.2 measured, PRM off, 256x192 — no conv biases;
+#                   the original's count with conv biases: originals.md §6.6 / §6.5)
+RSN_PARAMS = {
+    (18, 1): (9_144_936, 9.16e6),
+    (50, 1): (19_328_584, 19.4e6),
+    (50, 2): (39_261_904, 39.3e6),  # MMPose table (§6.5): 39.3M
+}
+# 4xRSN-50: no MMPose config; the originals' analytic figure only
+FOUR_X_RSN50 = 79.2e6
+SMALL_INPUT = (128, 96, 3)
+
+
+@pytest.mark.parametrize("depth, stages", sorted(RSN_PARAMS))
+def test_parameter_counts_match_mmpose_and_original(depth, stages):
+    model = RSN(depth=depth, num_stages=stages)
+    check_parameter_counts(model, *RSN_PARAMS[(depth, stages)])
+    del model
+    gc.collect()
+
+
+def test_four_stage_rsn50_parameter_count():
+    model = RSN(depth=50, num_stages=4)
+    trainable = trainable_params(model)
+    assert abs(trainable - FOUR_X_RSN50) / FOUR_X_RSN50 < 0.005, trainable
+    assert len(model.spec.outputs) == 16 and model.name == "4xrsn50"
+    del model
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def small_rsn():
+    return RSN(depth=18, use_prm=True, input_shape=SMALL_INPUT, bn_epsilon=1e-3, bn_momentum=0.99)
+
+
+def test_outputs_and_prm_at_the_output_end(small_rsn):
+    names = output_names(1)
+    assert names == ["stage1_unit1", "stage1_unit2", "stage1_unit3", "heatmaps"]
+    outputs = check_outputs(small_rsn, {name: (32, 24) for name in names})
+    prm = small_rsn.get_layer("heatmaps")
+    assert isinstance(prm, PoseRefineMachine)
+    resized = small_rsn.get_layer("stage1_unit4_resize").output
+    assert prm.input is resized
+    # only the final output is refined: the PRM's own maths on the unrefined map
+    unrefined = keras.Model(small_rsn.input, resized)(random_crops(small_rsn), training=False)
+    np.testing.assert_allclose(
+        np.asarray(outputs["heatmaps"]), np.asarray(prm(unrefined, training=False)), atol=1e-4
+    )
+    assert sum(isinstance(l, PoseRefineMachine) for l in small_rsn.layers) == 1
+
+
+def test_rsb_widths_strides_and_bn_constants(small_rsn):
+    blocks = [small_rsn.get_layer(f"stage1_layer{l}_block{b}") for l in range(1, 5) for b in (1, 2)]
+    assert all(isinstance(block, ResidualStepsBlock) for block in blocks)
+    assert [block.branch_filters for block in blocks] == [26, 26, 26, 52, 52, 104, 104, 208]
+    assert [block.filters for block in blocks] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert [block.strides for block in blocks] == [1, 1, 2, 1, 2, 1, 2, 1]
+    assert [block.shortcut is not None for block in blocks] == [False] * 2 + [True, False] * 3
+    # the up units read 512/256/128/64 channels (expansion 1)
+    lateral_inputs = [small_rsn.get_layer(f"stage1_unit{u}_lateral").input.shape[-1] for u in range(1, 5)]
+    assert lateral_inputs == [512, 256, 128, 64]
+    check_bn_and_bias(small_rsn, 1e-3, 0.99)  # the PRM's BNs included
+    check_weight_decay(small_rsn, 1e-5)
+
+
+def test_spec_and_config(small_rsn):
+    spec = small_rsn.spec
+    assert spec.family == "rsn" and spec.channel_order == "BGR"
+    assert [o.codec.kernel_size for o in spec.outputs] == [11, 9, 7, 5]
+    assert [o.loss for o in spec.outputs] == ["mse", "mse", "mse", "ohkm"]
+    assert spec.box_extension == (1.09, 1.135)
+    config = small_rsn.get_config()
+    assert {k: config[k] for k in ("depth", "num_stages", "use_prm", "input_shape")} == {
+        "depth": 18,
+        "num_stages": 1,
+        "use_prm": True,
+        "input_shape": [128, 96, 3],
+    }
+
+
+def test_keras_round_trip_and_jax(small_rsn, tmp_path):
+    path = check_keras_roundtrip(small_rsn, tmp_path)
+    check_jax_backend(path, tmp_path, module="keras_pose.models.rsn")
+
+
+def test_builders_train_one_step_and_load_weights(tmp_path):
+    model = RSN18(input_shape=(64, 64, 3), num_keypoints=5)
+    assert isinstance(model, RSN) and model.get_config()["depth"] == 18
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), 5e-4)
+    loss = one_training_step(model)
+    assert np.isfinite(loss) and loss > 0
+    path = os.path.join(tmp_path, "rsn18.weights.h5")
+    model.save_weights(path)
+    loaded = RSN18(input_shape=(64, 64, 3), num_keypoints=5, weights=path, compile=False)
+    x = random_crops(model, batch=1)
+    np.testing.assert_array_equal(
+        np.asarray(loaded(x, training=False)["heatmaps"]),
+        np.asarray(model(x, training=False)["heatmaps"]),
+    )
+    with pytest.raises(FileNotFoundError):
+        RSN18(input_shape=(64, 64, 3), weights=os.path.join(tmp_path, "missing.weights.h5"))
+
+
+def test_rsn50_builder_options():
+    model = RSN50(input_shape=(64, 64, 3), num_stages=2, weight_decay=0, compile=False)
+    config = model.get_config()
+    assert (config["depth"], config["num_stages"], model.name) == (50, 2, "2xrsn50")
+    assert model.get_layer("stage2_layer3_block6") and not model.losses
+    with pytest.raises(ValueError):
+        model.get_layer("stage2_layer3_block7")
+
+
+def test_rejects_unknown_depth():
+    with pytest.raises(ValueError, match="depth"):
+        RSN(depth=34, input_shape=(64, 64, 3))
