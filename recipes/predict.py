@@ -29,7 +29,7 @@ def _builders() -> dict[str, Callable]:
     return {
         "cpn50": CPN50,
         "cpn101": CPN101,
-        "mspn": lambda **kw: MSPN(num_stages=2, **{k: v for k, v in kw.items() if k != "compile"}),
+        "mspn": lambda compile=False: MSPN(num_stages=2),  # the released COCO model
         "rsn18": RSN18,
         "rsn50": RSN50,
         "cpm": CPM,

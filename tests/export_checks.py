@@ -26,6 +26,7 @@ class TinyPose(PoseModel):
         input_shape: tuple[int, int, int] = (64, 48, 3),
         num_keypoints: int = 5,
         width: int = 8,
+        kernels: tuple[int, int] = (7, 5),
         name: str = "tiny_pose",
         **kwargs: Any,
     ) -> None:
@@ -35,7 +36,7 @@ class TinyPose(PoseModel):
             input_size=(height, width_px),
             num_keypoints=num_keypoints,
             channel_order="BGR",
-            outputs=megvii_outputs(["aux", "heatmaps"], [7, 5], ["mse", "ohkm"], [0.5, 1.0]),
+            outputs=megvii_outputs(["aux", "heatmaps"], kernels, ["mse", "mse"], [0.5, 1.0]),
         )
         hm_size = (height // 4, width_px // 4)
         inputs = keras.Input(input_shape, name=IMAGE_INPUT)
@@ -54,7 +55,9 @@ class TinyPose(PoseModel):
         super().__init__(
             inputs=inputs, outputs={"aux": aux, "heatmaps": heatmaps}, spec=spec, name=name, **kwargs
         )
-        self._args = dict(input_shape=tuple(input_shape), num_keypoints=num_keypoints, width=width)
+        self._args = dict(
+            input_shape=tuple(input_shape), num_keypoints=num_keypoints, width=width, kernels=tuple(kernels)
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._args}

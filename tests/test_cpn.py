@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_pose.layers import BilinearUpsample, ConvBN
 from keras_pose.losses import KeypointMSE, OHKMLoss
 from keras_pose.models.cpn import CPN, CPN50, CPN101, cpn_spec, tfcpn_variable_name
 from tests.model_checks import (
@@ -46,7 +47,8 @@ def tiny_cpn18() -> CPN:
 
 
 def batch_norms(model):
-    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    bn = keras.layers.BatchNormalization
+    return [layer for layer in model._flatten_layers() if isinstance(layer, bn)]
 
 
 def test_cpn50_parameters_equal_the_tf_cpn_graph():
@@ -96,7 +98,25 @@ def test_outputs_names_and_shapes():
     check_outputs(model, {name: (32, 24) for name in model.spec.output_names})
     assert model.spec.heatmap_size() == (32, 24)
     assert model.output_names == GLOBAL_NAMES + ["heatmaps"]
-    assert type(model.get_layer("heatmaps")) is type(model.get_layer("pyramid_res2"))
+
+
+def test_heads_follow_the_tf_cpn_graph():
+    model = small_cpn50()
+    for level in (2, 3, 4, 5):
+        assert type(model.get_layer(f"global_c{level}")) is BilinearUpsample
+        assert model.get_layer(f"global_c{level}").mode == "tf_legacy"
+        for name, kernel, relu in [("lateral", 1, True), ("tmp", 1, True), ("pyramid", 3, False)]:
+            layer = model.get_layer(f"{name}_res{level}")
+            assert isinstance(layer, ConvBN) and layer.use_bn and not layer.use_bias
+            assert (layer.kernel_size, layer.activation == "relu") == (kernel, relu), layer.name
+    for level in (2, 3, 4):  # merge: 1x1 conv with bias, no BN, no activation
+        merge = model.get_layer(f"merge_res{level}")
+        assert type(merge) is keras.layers.Conv2D and merge.use_bias
+        assert merge.activation is keras.activations.linear
+    refine_out = model.get_layer("heatmaps")  # 3x3 conv + BN, no ReLU
+    assert (refine_out.kernel_size, refine_out.use_bn, refine_out.activation) == (3, True, None)
+    assert model.get_layer("final_bottleneck").shortcut is not None
+    assert all(model.get_layer(f"res5_refine_conv{j}").shortcut is None for j in range(3))
 
 
 def test_bn_constants_of_every_batch_norm():
@@ -123,10 +143,13 @@ def test_spec_follows_tf_cpn_configs():
     assert [o.codec.kernel_size for o in spec.outputs] == [15, 11, 9, 7, 7]
     assert [o.codec.kernel_size for o in cpn_spec((384, 288)).outputs] == [23, 17, 13, 9, 9]
     assert spec.channel_order == "BGR" and spec.box_extension == (1.2, 1.3)
-    assert all(o.stride == 4 and o.codec.decode_blur == 21 and o.codec.decode_normalize for o in spec.outputs)
-    assert [(o.loss, o.loss_weight, o.target_min_visibility, o.weight_min_visibility) for o in spec.outputs] == [
-        ("mse", 0.125, 2, 0)
-    ] * 4 + [("ohkm", 1.0, 1, 1)]
+    assert all(o.stride == 4 for o in spec.outputs)
+    assert all(o.codec.decode_blur == 21 and o.codec.decode_normalize for o in spec.outputs)
+    losses = [
+        (o.loss, o.loss_weight, o.target_min_visibility, o.weight_min_visibility)
+        for o in spec.outputs
+    ]
+    assert losses == [("mse", 0.125, 2, 0)] * 4 + [("ohkm", 1.0, 1, 1)]
 
 
 def _tf_cpn_loss(y_true, y_pred, valid):
@@ -141,7 +164,10 @@ def _random_targets(model, batch, seed):
     rng = np.random.default_rng(seed)
     h, w = model.spec.heatmap_size()
     k = model.spec.num_keypoints
-    y = {name: rng.uniform(0, 1, (batch, h, w, k)).astype("float32") for name in model.spec.output_names}
+    y = {
+        name: rng.uniform(0, 1, (batch, h, w, k)).astype("float32")
+        for name in model.spec.output_names
+    }
     valid = rng.integers(0, 3, (batch, k)).astype("float32")
     weights = {name: np.ones((batch, k), "float32") for name in GLOBAL_NAMES}
     weights["heatmaps"] = (valid >= 1).astype("float32")
@@ -158,9 +184,9 @@ def test_compile_defaults_give_the_tf_cpn_loss():
     x = random_crops(model, batch=2)
     y, valid, weights = _random_targets(model, 2, seed=5)
     y_pred = {k: np.asarray(v) for k, v in model(x, training=False).items()}
-    total = float(model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=False))
+    total = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=weights, training=False)
     regularization = float(sum(float(loss) for loss in model.losses))
-    assert total - regularization == pytest.approx(_tf_cpn_loss(y, y_pred, valid), rel=1e-4)
+    assert float(total) - regularization == pytest.approx(_tf_cpn_loss(y, y_pred, valid), rel=1e-4)
 
 
 def test_one_training_step_gives_a_finite_loss():

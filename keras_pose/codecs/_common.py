@@ -15,6 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+
 def heatmap_size(input_size: Sequence[int], stride: int) -> tuple[int, int]:
     """``(h, w)`` of a stride-``stride`` output for an ``input_size = (H, W)`` crop."""
     if stride < 1:
@@ -47,7 +48,7 @@ def cv2_sigma_argument(kernel_size: int) -> float:
 
 
 def kernel_for_sigma(sigma: float) -> int:
-    """The smallest odd kernel whose OpenCV sigma reaches ``sigma`` (inverse of the above)."""
+    """The smallest odd kernel whose :func:`opencv_sigma` reaches ``sigma``."""
     size = int(np.ceil(((sigma - 0.8) / 0.3 + 1.0) * 2.0 + 1.0))
     size = max(size, 3)
     return size if size % 2 == 1 else size + 1
@@ -111,15 +112,20 @@ def keypoint_cells(
     return cells, visible & finite & inside
 
 
-def check_heatmaps(heatmaps: np.ndarray, size: tuple[int, int], name: str = "heatmaps"):
-    """``heatmaps`` as float ``(N, h, w, K)``; a single ``(h, w, K)`` map gets a batch axis."""
-    heatmaps = np.asarray(heatmaps)
+def check_heatmaps(heatmaps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``heatmaps`` as float32 ``(N, h, w, K)``; a single ``(h, w, K)`` map gets a batch axis.
+
+    Raises on a wrong shape and on NaN/inf values (they would decode to arbitrary cells).
+    """
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim == 3:
         heatmaps = heatmaps[None]
     if heatmaps.ndim != 4 or tuple(heatmaps.shape[1:3]) != tuple(size):
         raise ValueError(
-            f"{name} must be (N, {size[0]}, {size[1]}, K) for this codec, got {heatmaps.shape}"
+            f"heatmaps must be (N, {size[0]}, {size[1]}, K) for this codec, got {heatmaps.shape}"
         )
+    if not np.all(np.isfinite(heatmaps)):
+        raise ValueError("heatmaps contain NaN or inf values (a diverged model?)")
     return heatmaps
 
 

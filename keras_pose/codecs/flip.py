@@ -37,11 +37,7 @@ def flip_heatmaps(
     heatmaps = np.asarray(heatmaps)
     if heatmaps.ndim not in (3, 4):
         raise ValueError(f"heatmaps must be (N, h, w, K) or (h, w, K), got shape {heatmaps.shape}")
-    indices = list(flip_indices)
-    if sorted(indices) != list(range(heatmaps.shape[-1])):
-        raise ValueError(
-            f"flip_indices must be a permutation of the {heatmaps.shape[-1]} channels, got {indices}"
-        )
+    indices = _check_flip_indices(flip_indices, heatmaps.shape[-1])
     flipped = heatmaps[..., ::-1, :][..., indices]
     if shift:
         flipped[..., 1:, :] = flipped[..., :-1, :].copy()
@@ -64,11 +60,7 @@ def flip_heatmaps_graph(heatmaps, flip_indices: Sequence[int], shift: bool = Fal
     """
     from keras import ops
 
-    indices = list(flip_indices)
-    if sorted(indices) != list(range(heatmaps.shape[-1])):
-        raise ValueError(
-            f"flip_indices must be a permutation of the {heatmaps.shape[-1]} channels, got {indices}"
-        )
+    indices = _check_flip_indices(flip_indices, heatmaps.shape[-1])
     mirrored = heatmaps[:, :, ::-1, :]
     pieces, start = [], 0
     for i in range(1, len(indices) + 1):
@@ -79,3 +71,12 @@ def flip_heatmaps_graph(heatmaps, flip_indices: Sequence[int], shift: bool = Fal
     if shift:
         swapped = ops.concatenate([swapped[:, :, :1, :], swapped[:, :, :-1, :]], axis=2)
     return swapped
+
+
+def _check_flip_indices(flip_indices: Sequence[int], channels: int) -> list[int]:
+    indices = [int(i) for i in flip_indices]
+    if sorted(indices) != list(range(channels)):
+        raise ValueError(
+            f"flip_indices must be a permutation of the {channels} channels, got {indices}"
+        )
+    return indices

@@ -99,7 +99,7 @@ class MegviiCodec:
 
         A single ``(h, w, K)`` map is decoded as a batch of one.
         """
-        raw = _common.check_heatmaps(heatmaps, self.heatmap_size).astype(np.float32)
+        raw = _common.check_heatmaps(heatmaps, self.heatmap_size)
         maps = normalize_maps(raw) if self.decode_normalize else raw
         blurred = _common.blur_planes(_common.to_planes(maps, border=self.border), self.decode_blur)
         row1, col1 = _common.argmax_cells(blurred)

@@ -93,7 +93,7 @@ class MSRACodec:
         """
         refine = self.refine if refine is True else refine
         _check_refine(refine)
-        maps = _common.check_heatmaps(heatmaps, self.heatmap_size).astype(np.float32)
+        maps = _common.check_heatmaps(heatmaps, self.heatmap_size)
         rows, cols = _common.argmax_cells(np.moveaxis(maps, -1, 1))
         n, k = np.indices(rows.shape)
         scores = maps[n, rows, cols, k] / self.peak

@@ -112,6 +112,7 @@ def load_coco_records(
     min_keypoints: int = 1,
     category_id: int | None = None,
     verify_images: bool = False,
+    coco: Any = None,
 ) -> list[PersonRecord]:
     """Ground-truth person instances of a COCO keypoint file, for training or validation.
 
@@ -124,13 +125,14 @@ def load_coco_records(
         category_id: only annotations of this category (default: the file's keypoint category).
         verify_images: also decode every image now (slow: a full JPEG decode per image), so a
             corrupt file raises here instead of being skipped at run time.
+        coco: an already loaded ``pycocotools`` index of ``ann_file`` (saves parsing it again).
 
     Raises:
         FileNotFoundError: the annotation file or an image file is missing (names the file).
         ValueError: an annotation's keypoint count does not match ``dataset_info``.
         BadImageError: with ``verify_images``, an image does not decode.
     """
-    coco = load_coco(ann_file)
+    coco = coco if coco is not None else load_coco(ann_file)
     if category_id is None:
         category_id = keypoint_category(coco, ann_file)["id"]
     skipped: collections.Counter[str] = collections.Counter()
@@ -239,14 +241,16 @@ def load_detection_records(
     dataset_info: DatasetInfo = COCO17,
     category_id: int = PERSON_CATEGORY_ID,
     verify_images: bool = False,
+    coco: Any = None,
 ) -> list[PersonRecord]:
     """Person boxes of a COCO results json (``[{image_id, category_id, bbox, score}, ...]``).
 
     Used for validation/test with a detector's boxes. Only ``category_id`` entries (1 = person)
     with ``score >= score_threshold`` are kept; image file names come from ``ann_file``.
     Records carry all-zero keypoints, ``annotation_id = -1`` and the detector's score.
+    ``coco``: an already loaded ``pycocotools`` index of ``ann_file``.
     """
-    coco = load_coco(ann_file)
+    coco = coco if coco is not None else load_coco(ann_file)
     detections = _read_detections(det_file)
     skipped: collections.Counter[str] = collections.Counter()
     records = []

@@ -158,11 +158,11 @@ def build_dataset(
     if det_file is not None:
         records = load_detection_records(
             det_file, ann_file, image_dir, score_threshold, dataset_info,
-            verify_images=verify_images,
+            verify_images=verify_images, coco=coco,
         )
     else:
         records = load_coco_records(
-            ann_file, image_dir, dataset_info, verify_images=verify_images
+            ann_file, image_dir, dataset_info, verify_images=verify_images, coco=coco
         )
     return_meta = det_file is not None if return_meta is None else return_meta
     if det_file is not None and not return_meta:
@@ -280,6 +280,8 @@ class SampleMaker:
             draws = draw_crops(record.box, record.keypoints, image.shape[1], self.spec,
                                self.augment, rng)
         samples = [self._sample(image, index, draw, rng) for draw in draws]
+        if len(samples) == 1:  # a view, not a copy
+            return [part[None] for part in samples[0]]
         return [np.stack(parts) for parts in zip(*samples)]
 
     def _sample(self, image, index, draw, rng) -> list[np.ndarray]:

@@ -40,6 +40,8 @@ def make_targets(
     Args:
         spec: the model's spec.
         keypoints_crop: ``(K, 3)`` keypoints in crop pixels with visibility (0 outside the crop).
+
+    Outputs with the same codec and visibility rule share one array: do not modify in place.
     """
     keypoints_crop = np.asarray(keypoints_crop, dtype=np.float32)
     if keypoints_crop.shape != (spec.num_keypoints, 3):
@@ -50,7 +52,8 @@ def make_targets(
     visibility = keypoints_crop[:, 2]
     labelled = visibility >= 1
     codecs = output_codecs(spec)
-    encoded: dict[int, np.ndarray] = {}  # one encode per distinct codec
+    encoded: dict[int, np.ndarray] = {}  # one encode per distinct codec ...
+    masked: dict[tuple[int, int], np.ndarray] = {}  # ... and one masking per visibility rule
     targets, weights = {}, {}
     for out in spec.outputs:
         codec = codecs[out.name]
@@ -58,8 +61,13 @@ def make_targets(
             encoded[id(codec)] = np.asarray(
                 codec.encode(keypoints_crop[:, :2], labelled), dtype=np.float32
             )
-        keep = labelled & (visibility >= out.target_min_visibility)
-        targets[out.name] = encoded[id(codec)] * keep.astype(np.float32)
+        key = (id(codec), out.target_min_visibility)
+        if key not in masked:
+            keep = labelled & (visibility >= out.target_min_visibility)
+            full = encoded[id(codec)]
+            # the codec already leaves unlabelled keypoints' channels at zero
+            masked[key] = full if np.array_equal(keep, labelled) else full * keep.astype(np.float32)
+        targets[out.name] = masked[key]
         weights[out.name] = (visibility >= out.weight_min_visibility).astype(np.float32)
     return targets, weights
 

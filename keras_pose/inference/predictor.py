@@ -57,7 +57,9 @@ class Predictor:
     ) -> None:
         spec = getattr(model, "spec", None)
         if not isinstance(spec, PoseSpec):
-            raise TypeError(f"model must carry a PoseSpec as .spec (a PoseModel), got {type(model)}")
+            raise TypeError(
+                f"model must carry a PoseSpec as .spec (a PoseModel), got {type(model)}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
@@ -79,8 +81,9 @@ class Predictor:
     def predict_many(self, items: Iterable[tuple[ImageLike, Any]]) -> Iterator[np.ndarray]:
         """Keypoints of each ``(image, boxes)`` pair, in order, batching crops across images.
 
-        Yields one ``(N_i, K, 3)`` array per pair (``(0, K, 3)`` for an image without boxes).
-        Images are read and cropped lazily, one batch ahead of the model.
+        Yields one ``(N_i, K, 3)`` array per pair (``(0, K, 3)`` for an image without boxes)
+        as soon as all its crops are decoded. ``items`` is consumed lazily: at most one batch
+        of crops (plus one image's) is held in memory.
         """
         waiting: collections.deque[np.ndarray] = collections.deque()  # matrices per image
         crops: list[np.ndarray] = []
@@ -96,8 +99,6 @@ class Predictor:
         if crops:
             decoded.append(self.decode_crops(np.concatenate(crops)))
         yield from self._finished(waiting, decoded)
-        if waiting:  # pragma: no cover - every crop was decoded above
-            raise RuntimeError("internal error: predictions left undelivered")
 
     def crops(self, image: ImageLike, boxes: Any) -> tuple[np.ndarray, np.ndarray]:
         """The model's float32 input crops ``(N, H, W, 3)`` (``spec.channel_order``) and their
@@ -145,7 +146,9 @@ class Predictor:
             raise ValueError(f"model heatmaps are {heatmaps.shape}, the spec implies {expected}")
         return heatmaps
 
-    def _finished(self, waiting: collections.deque, decoded: list[np.ndarray]) -> Iterator[np.ndarray]:
+    def _finished(
+        self, waiting: collections.deque, decoded: list[np.ndarray]
+    ) -> Iterator[np.ndarray]:
         """Pop and yield, in order, every waiting image whose crops are all decoded."""
         while waiting and sum(len(d) for d in decoded) >= len(waiting[0]):
             matrices = waiting.popleft()

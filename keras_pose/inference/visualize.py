@@ -20,7 +20,7 @@ TEXT_COLOR = (255, 255, 255)
 
 
 def keypoint_sides(dataset_info: DatasetInfo) -> list[str]:
-    """``"left"``, ``"right"`` or ``"center"`` per keypoint, from the ``(left, right)`` flip pairs."""
+    """``"left"``, ``"right"`` or ``"center"`` per keypoint, from the ``(left, right)`` pairs."""
     sides = ["center"] * dataset_info.num_keypoints
     for left, right in dataset_info.flip_pairs:
         sides[left], sides[right] = "left", "right"
@@ -60,7 +60,9 @@ def draw_skeleton(
         poses = poses[None]
     k = dataset_info.num_keypoints
     if poses.ndim != 3 or poses.shape[1:] != (k, 3):
-        raise ValueError(f"keypoints must be (N, {k}, 3) for {dataset_info.name!r}, got {poses.shape}")
+        raise ValueError(
+            f"keypoints must be (N, {k}, 3) for {dataset_info.name!r}, got {poses.shape}"
+        )
     canvas = image.copy()
     scale = max(image.shape[:2]) / 640.0
     thickness = max(1, int(round(2 * scale)))
@@ -96,7 +98,11 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
     """Write ``image`` (BGR uint8) as a PNG atomically (temp file beside it, then
     ``os.replace``). Returns the path."""
     path = os.fspath(path)
-    ok, data = cv2.imencode(".png", np.asarray(image))
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0 or image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"cannot write a {image.dtype} image of shape {image.shape} as PNG "
+                         f"({path}): need a non-empty (H, W) or (H, W, C) uint8/uint16 array")
+    ok, data = cv2.imencode(".png", image)
     if not ok:
         raise ValueError(f"cv2 could not encode an image of shape {np.shape(image)} as PNG")
     directory = os.path.dirname(os.path.abspath(path))

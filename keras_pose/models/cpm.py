@@ -36,8 +36,11 @@ Where this differs from the original, on purpose:
   Caffe's summed Euclidean loss and means nothing for our mean-squared loss. Weights start
   like the original's: Gaussian std 0.01, biases 0.
 
-MMPose's CPM (31,304,166 params for 17 keypoints) is this network without the centre map and
-with BatchNorm in place of every conv bias but the stages' last.
+Size: 31,219,866 parameters for the 6-stage, 15-channel MPII network (the original's 31.2M);
+351 GFLOPs at 368x368 (``keras_pose.utils.flops``, about 175 GMACs). With 17 keypoints:
+31,377,062 parameters, 128 GFLOPs at 256x192 (MMPose lists 63.8 "GFLOPs", i.e. GMACs). MMPose's CPM
+(31,304,166 for 17 keypoints) is this network without the centre map and the dropout, with
+BatchNorm in place of every conv bias but the stages' last.
 """
 
 from __future__ import annotations
@@ -294,9 +297,9 @@ def CPM(
     num_keypoints: int = 17,
     weights: str | None = None,
     compile: bool = True,
-    **kwargs: Any,
+    name: str | None = None,
 ) -> CPMModel:
     """Builds a :class:`CPMModel`, loads ``weights`` (a ``.weights.h5`` file) and compiles it
     with the family's losses and optimizer unless ``compile=False``."""
-    model = CPMModel(num_stages, input_shape, num_keypoints, **kwargs)
+    model = CPMModel(num_stages, input_shape, num_keypoints, name=name)
     return finish_builder(model, weights, compile)

@@ -1,0 +1,83 @@
+"""`TinyPoseNet`: a few-layer pose network for smoke-testing a data set and the training set-up.
+
+It is not a model to train for accuracy: it exists so that ``recipes/train_coco.py --model
+tiny`` checks a new data folder, a multi-GPU or multi-worker set-up or a resume in seconds
+instead of minutes, with the targets, losses, augmentation and evaluation protocol of the family
+it stands in for (``family``): a coarse output (plain L2 on a wider Gaussian, weight 1/4) and
+the final ``heatmaps`` (OHKM on the family's finest kernel), both at stride 4, as the Megvii
+families supervise their units.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+
+from keras_pose.layers import ConvBN, PixelNormalization
+from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.spec import PoseSpec, megvii_outputs
+
+STRIDE = 4
+BGR_MEAN = (104.0, 117.0, 124.0)
+BGR_STD = (58.0, 57.0, 58.0)
+OUTPUTS = ("coarse", "heatmaps")
+KERNELS = (9, 7)
+
+
+def tiny_spec(family: str, input_size: Sequence[int], num_keypoints: int) -> PoseSpec:
+    outputs = megvii_outputs(
+        OUTPUTS, KERNELS, losses=("mse", "ohkm"), loss_weights=(0.25, 1.0), stride=STRIDE
+    )
+    return PoseSpec(
+        family=family,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        num_keypoints=num_keypoints,
+        channel_order="BGR",
+        outputs=outputs,
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class TinyPoseNet(PoseModel):
+    """Four conv-BN-ReLU layers to stride 4 and two 1x1 heads (about 10k parameters).
+
+    Args:
+        family: the family whose augmentation and evaluation defaults apply (``"rsn"``...).
+        input_shape: ``(height, width, 3)``, multiples of 4; the BGR 0..255 crop.
+        num_keypoints: K.
+        width: channels of the first layer (the others use twice as many).
+        name: model name.
+    """
+
+    def __init__(
+        self,
+        family: str = "rsn",
+        input_shape: Sequence[int] = (64, 48, 3),
+        num_keypoints: int = 17,
+        width: int = 16,
+        name: str | None = None,
+    ) -> None:
+        height, width_px, channels = (int(v) for v in input_shape)
+        if height % STRIDE or width_px % STRIDE:
+            raise ValueError(f"TinyPoseNet: input height and width must be multiples of "
+                             f"{STRIDE}, got {height}x{width_px}")
+        image = keras.Input((height, width_px, channels), name=IMAGE_INPUT)
+        x = PixelNormalization(BGR_MEAN, BGR_STD, name="normalize")(image)
+        x = ConvBN(width, 3, strides=2, name="conv1")(x)
+        x = ConvBN(2 * width, 3, strides=2, name="conv2")(x)
+        x = ConvBN(2 * width, 3, name="conv3")(x)
+        coarse = keras.layers.Conv2D(num_keypoints, 1, name="coarse")(x)
+        x = ConvBN(2 * width, 3, name="conv4")(x)
+        heatmaps = keras.layers.Conv2D(num_keypoints, 1, name="heatmaps")(x)
+        super().__init__(
+            inputs=image,
+            outputs={"coarse": coarse, "heatmaps": heatmaps},
+            spec=tiny_spec(family, (height, width_px), num_keypoints),
+            name=name or "tiny_pose_net",
+        )
+        self._arguments = dict(family=family, input_shape=[height, width_px, channels],
+                               num_keypoints=num_keypoints, width=width)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._arguments}
