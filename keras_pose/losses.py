@@ -31,7 +31,7 @@ class _KeypointLoss(keras.losses.Loss):
         return ops.mean(ops.square(y_pred - y_true), axis=(1, 2))
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        with ops.name_scope(self.name):
+        with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
             if len(y_pred.shape) != 4 or tuple(y_true.shape[1:]) != tuple(y_pred.shape[1:]):

@@ -13,6 +13,17 @@ from keras_pose.spec import PoseSpec, megvii_outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_pose_tests")
+class PositionBias(keras.layers.Layer):
+    """A learned ``(h, w, C)`` map added to every sample: lets a small net learn a mean pose."""
+
+    def build(self, input_shape) -> None:
+        self.bias = self.add_weight(shape=tuple(input_shape[1:]), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return inputs + self.bias
+
+
+@keras.saving.register_keras_serializable(package="keras_pose_tests")
 class TinyPose(PoseModel):
     """A small encoder-decoder: stride-16 features, a coarse auxiliary output, refined ``heatmaps``.
 
@@ -27,6 +38,7 @@ class TinyPose(PoseModel):
         num_keypoints: int = 5,
         width: int = 8,
         kernels: tuple[int, int] = (7, 5),
+        upsample: str = "bilinear",
         name: str = "tiny_pose",
         **kwargs: Any,
     ) -> None:
@@ -46,9 +58,13 @@ class TinyPose(PoseModel):
         coarse = ConvBN(2 * width, 3, strides=2, name="down1")(fine)
         coarse = ConvBN(2 * width, 3, strides=2, name="down2")(coarse)
         coarse = ConvBN(2 * width, 3, name="context")(coarse)
+        coarse = PositionBias(name="position_bias")(coarse)
         aux = keras.layers.Conv2D(num_keypoints, 1, name="aux_logits")(coarse)
         aux = BilinearUpsample(hm_size, mode="align_corners", name="aux")(aux)
-        up = BilinearUpsample(hm_size, mode="tf_legacy", name="up")(coarse)
+        if upsample == "nearest":  # RESIZE_NEAREST_NEIGHBOR: not on the GPU delegate's list
+            up = keras.layers.Resizing(*hm_size, interpolation="nearest", name="up")(coarse)
+        else:
+            up = BilinearUpsample(hm_size, mode="tf_legacy", name="up")(coarse)
         merged = keras.layers.Concatenate(name="merge")([fine, up])
         merged = ConvBN(width, 3, name="refine")(merged)
         heatmaps = keras.layers.Conv2D(num_keypoints, 1, name="heatmaps")(merged)
@@ -56,7 +72,11 @@ class TinyPose(PoseModel):
             inputs=inputs, outputs={"aux": aux, "heatmaps": heatmaps}, spec=spec, name=name, **kwargs
         )
         self._args = dict(
-            input_shape=tuple(input_shape), num_keypoints=num_keypoints, width=width, kernels=tuple(kernels)
+            input_shape=tuple(input_shape),
+            num_keypoints=num_keypoints,
+            width=width,
+            kernels=tuple(kernels),
+            upsample=upsample,
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -89,7 +109,30 @@ def random_crops(model: PoseModel, batch: int = 2, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (batch, h, w, 3)).astype("float32")
 
 
-def family_builders() -> dict[str, Callable[[], PoseModel]]:
-    """Small variants of every model family that is importable (families land independently)."""
-    builders: dict[str, Callable[[], PoseModel]] = {"tiny": tiny_model}
-    return builders
+def _family_models() -> dict[str, Callable[[], PoseModel]]:
+    from keras_pose.models.cpm import CPM
+    from keras_pose.models.cpn import CPN50
+    from keras_pose.models.hourglass import StackedHourglass
+    from keras_pose.models.mspn import MSPN
+    from keras_pose.models.rsn import RSN18
+
+    return {
+        "cpn": lambda: CPN50(input_shape=(128, 96, 3), compile=False),
+        "mspn": lambda: MSPN(num_stages=1, input_shape=(128, 96, 3)),
+        "rsn": lambda: RSN18(input_shape=(128, 96, 3), compile=False),
+        "cpm": lambda: CPM(num_stages=2, input_shape=(128, 128, 3), compile=False),
+        "hourglass": lambda: StackedHourglass(
+            num_stacks=2, num_features=64, input_shape=(64, 64, 3), compile=False
+        ),
+    }
+
+
+FAMILIES = ("cpn", "mspn", "rsn", "cpm", "hourglass")
+
+
+def family_model(family: str) -> PoseModel:
+    """A small variant of ``family`` (seeded, BatchNorm statistics randomised)."""
+    keras.utils.set_random_seed(0)
+    model = _family_models()[family]()
+    randomize_batchnorm(model)
+    return model

@@ -89,14 +89,17 @@ def standard_people(rng, num_images=3):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_records_drop_crowd_and_keypointless_instances(tmp_path):
+def test_records_drop_crowd_and_keypointless_instances(tmp_path, caplog):
     rng = np.random.default_rng(0)
     annotations = standard_people(rng, 2)
     box = [20, 20, 40, 40]
     annotations.append(person(100, 1, box, random_keypoints(rng, box), iscrowd=1))
     annotations.append(person(101, 2, box, random_keypoints(rng, box, labelled=False)))
     ann_file, image_dir = write_coco_folder(tmp_path, annotations, 2)
-    records = load_coco_records(ann_file, image_dir)
+    with caplog.at_level(logging.WARNING, logger="keras_pose.data.coco"):
+        records = load_coco_records(ann_file, image_dir)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "kept 4" in message and "1 crowd" in message and "1 no labelled keypoints" in message
     assert [r.annotation_id for r in records] == [1, 2, 3, 4]
     first = records[0]
     assert first.image_path == os.path.join(image_dir, "0001.jpg") and first.image_id == 1

@@ -71,25 +71,20 @@ def require(errors: Mapping[str, Mapping[str, float]], measure: str, limit: floa
         )
 
 
-def argmax_cells(heatmaps: np.ndarray) -> np.ndarray:
-    """``(N, K, 2)`` integer ``(x, y)`` heatmap cells of each map's maximum."""
-    heatmaps = np.asarray(heatmaps)
-    n, h, w, k = heatmaps.shape
-    flat = heatmaps.transpose(0, 3, 1, 2).reshape(n, k, h * w).argmax(-1)
-    return np.stack([flat % w, flat // w], axis=-1)
-
-
 def keypoint_agreement(
     expected: np.ndarray,
     actual: np.ndarray,
+    stride: float,
     visible: np.ndarray | None = None,
     max_cells: float = 1.0,
 ) -> float:
-    """Fraction of (visible) keypoints whose arg-max cells lie within ``max_cells`` (Euclidean).
+    """Fraction of (visible) keypoints within ``max_cells`` heatmap cells of each other.
 
-    ``expected`` / ``actual`` are ``(N, h, w, K)`` heatmaps; ``visible`` an ``(N, K)`` mask.
+    ``expected`` / ``actual`` are decoded ``(N, K, 2)`` crop-pixel keypoints (e.g. of the
+    float32 and the int8 model), ``stride`` the crop pixels per heatmap cell, ``visible`` an
+    optional ``(N, K)`` mask; the distance is Euclidean.
     """
-    distance = np.linalg.norm(argmax_cells(expected) - argmax_cells(actual), axis=-1)
+    distance = np.linalg.norm(np.asarray(expected) - np.asarray(actual), axis=-1) / float(stride)
     mask = np.ones(distance.shape, bool) if visible is None else np.asarray(visible, bool)
     if not mask.any():
         raise ValueError("keypoint_agreement: no visible keypoint to compare")

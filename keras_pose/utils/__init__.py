@@ -1,1 +1,5 @@
-"""keras_pose.utils"""
+"""Small utilities: FLOPs counting, atomic file writes."""
+
+from keras_pose.utils.flops import flops
+
+__all__ = ["flops"]

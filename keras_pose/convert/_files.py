@@ -1,0 +1,71 @@
+"""Reading weight files of other frameworks and writing converted Keras weights atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Mapping
+
+import keras
+import numpy as np
+
+
+def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``{name: array}`` of a PyTorch ``.pth``/``.pt`` file, or of an ``.npz`` of the same keys.
+
+    A checkpoint holding the state dict under ``"state_dict"`` (MMPose, mmengine) is unwrapped;
+    non-tensor entries are dropped. Reading ``.pth`` needs PyTorch (``pip install
+    keras-pose[torch]``); ``.npz`` needs nothing.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"reading {path} needs PyTorch: pip install 'keras-pose[torch]' "
+            "(or convert it to an .npz of the same keys)"
+        ) from None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return state_dict_to_numpy(checkpoint, path)
+
+
+def state_dict_to_numpy(checkpoint: Any, description: str = "checkpoint") -> dict[str, np.ndarray]:
+    """Unwrap ``{"state_dict": ...}`` and turn every tensor into a numpy array."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{description}: expected a state dict, got {type(checkpoint).__name__}")
+    arrays = {}
+    for name, value in checkpoint.items():
+        if hasattr(value, "detach"):
+            arrays[str(name)] = value.detach().cpu().float().numpy() if value.is_floating_point() \
+                else value.detach().cpu().numpy()
+        elif isinstance(value, np.ndarray):
+            arrays[str(name)] = value
+    if not arrays:
+        raise ValueError(f"{description}: no tensors found")
+    return arrays
+
+
+def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> str:
+    """``model.save_weights(path)`` through a temporary file in the same directory."""
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"Keras weights files must end in .weights.h5, got {path}")
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".weights.h5")
+    os.close(handle)
+    try:
+        os.remove(temporary)
+        model.save_weights(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path

@@ -1,0 +1,209 @@
+"""TF Serving SavedModel: two signatures, fresh-process loading, saved_model_cli, REST bodies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_checks import FAMILIES, family_model, random_crops, tiny_model
+
+from keras_pose.codecs import codec_from_spec, flip_heatmaps, flip_images
+from keras_pose.data.transforms import border_value_for, eval_crop, invert_matrix
+from keras_pose.data.transforms import transform_points, warp_image
+from keras_pose.export import ExportParityError, rest_request, saved_model, signature_defs
+
+FLIP_INDICES = [0, 2, 1, 4, 3]  # the tiny model's 5 keypoints: nose, two left/right pairs
+
+
+def decode(model, heatmaps):
+    spec = model.spec
+    return codec_from_spec(spec.final.codec, spec.input_size, spec.final.stride).decode(heatmaps)
+
+
+def reference_predict_image(model, image_rgb, boxes, flip):
+    """What ``predict_image`` should return, with the numpy/OpenCV pipeline."""
+    spec = model.spec
+    image = image_rgb[..., ::-1] if spec.channel_order == "BGR" else image_rgb
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    draws = [eval_crop(box, spec) for box in boxes]
+    crops = np.stack(
+        [warp_image(image, d.matrix, spec.input_size, border_value_for(spec)) for d in draws]
+    ).astype(np.float32)
+    heatmaps = np.asarray(model(crops, training=False)["heatmaps"])
+    if flip:
+        mirrored = np.asarray(model(flip_images(crops), training=False)["heatmaps"])
+        shift = spec.final.codec.flip_shift
+        heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, FLIP_INDICES, shift=shift))
+    keypoints, scores = decode(model, heatmaps)
+    keypoints = np.stack([transform_points(k, invert_matrix(d.matrix)) for k, d in zip(keypoints, draws)])
+    return keypoints, scores
+
+
+def sample_image_and_boxes():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    boxes = np.array([[10, 5, 40, 70], [70, 30, 45, 35], [-10, 60, 50, 50]], np.float32)
+    return image, boxes
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The tiny model exported with flip test, as version 1 of ``<base>/tiny``."""
+    model = tiny_model()
+    base = tmp_path_factory.mktemp("savedmodels") / "tiny"
+    path = saved_model(model, base, version=1, flip=True, flip_indices=FLIP_INDICES)
+    return model, base, path
+
+
+def test_versioned_layout_and_signature_defs(exported):
+    _, base, path = exported
+    assert path == os.path.join(base, "1")
+    assert sorted(os.listdir(base)) == ["1"]
+    assert {"saved_model.pb", "variables"} <= set(os.listdir(path))
+    assert signature_defs(path) == {
+        "serving_default": {
+            "inputs": {"image": ("float32", (-1, 64, 48, 3))},
+            "outputs": {
+                "heatmaps": ("float32", (-1, 16, 12, 5)),
+                "keypoints": ("float32", (-1, 5, 2)),
+                "scores": ("float32", (-1, 5)),
+            },
+        },
+        "predict_image": {
+            "inputs": {"image": ("uint8", (-1, -1, 3)), "boxes": ("float32", (-1, 4))},
+            "outputs": {"keypoints": ("float32", (-1, 5, 2)), "scores": ("float32", (-1, 5))},
+        },
+    }
+
+
+def test_fresh_process_and_saved_model_cli(exported, tmp_path):
+    model, _, path = exported
+    crops = random_crops(model, batch=3, seed=2)
+    image, boxes = sample_image_and_boxes()
+    for name, value in (("crops", crops), ("image", image), ("boxes", boxes)):
+        np.save(tmp_path / f"{name}.npy", value)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, tensorflow as tf
+        loaded = tf.saved_model.load({path!r})
+        assert sorted(loaded.signatures) == ["predict_image", "serving_default"]
+        crops = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / "crops.npy")!r})))
+        image = loaded.signatures["predict_image"](
+            image=tf.constant(np.load({str(tmp_path / "image.npy")!r})),
+            boxes=tf.constant(np.load({str(tmp_path / "boxes.npy")!r})))
+        np.savez({str(tmp_path / "crops_out.npz")!r}, **{{k: v.numpy() for k, v in crops.items()}})
+        np.savez({str(tmp_path / "image_out.npz")!r}, **{{k: v.numpy() for k, v in image.items()}})
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    heatmaps = np.asarray(model(crops, training=False)["heatmaps"])
+    keypoints, scores = decode(model, heatmaps)
+    image_keypoints, image_scores = reference_predict_image(model, image, boxes, flip=True)
+    crops_out, image_out = np.load(tmp_path / "crops_out.npz"), np.load(tmp_path / "image_out.npz")
+    assert np.abs(crops_out["heatmaps"] - heatmaps).max() / 255 < 1e-4
+    np.testing.assert_allclose(crops_out["keypoints"], keypoints, atol=1e-3)
+    np.testing.assert_allclose(crops_out["scores"], scores, atol=1e-4)
+    np.testing.assert_allclose(image_out["keypoints"], image_keypoints, atol=2e-3)
+    np.testing.assert_allclose(image_out["scores"], image_scores, atol=1e-4)
+
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    runs = {
+        "serving_default": f"image={tmp_path / 'crops.npy'}",
+        "predict_image": f"image={tmp_path / 'image.npy'};boxes={tmp_path / 'boxes.npy'}",
+    }
+    for signature, inputs in runs.items():
+        outdir = tmp_path / signature
+        command = [cli, "run", "--dir", path, "--tag_set", "serve",
+                   "--signature_def", signature, "--inputs", inputs, "--outdir", str(outdir)]  # fmt: skip
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "serving_default" / "keypoints.npy"), keypoints, atol=1e-3)
+    np.testing.assert_allclose(np.load(tmp_path / "predict_image" / "keypoints.npy"), image_keypoints, atol=2e-3)
+
+
+def test_rest_request_and_response_follow_the_signature_def(exported):
+    """The REST bodies TF Serving's ``:predict`` takes and returns, through a local shim."""
+    _, _, path = exported
+    defs = signature_defs(path)
+    loaded = tf.saved_model.load(path)
+    image, boxes = sample_image_and_boxes()
+    for signature, inputs in (
+        ("serving_default", {"image": random_crops(exported[0], batch=2)}),
+        ("predict_image", {"image": image, "boxes": boxes}),
+    ):
+        body = json.loads(rest_request(inputs, signature))
+        assert body["signature_name"] == signature
+        assert set(body["inputs"]) == set(defs[signature]["inputs"])
+        tensors = {}
+        for name, (dtype, shape) in defs[signature]["inputs"].items():
+            value = np.asarray(body["inputs"][name])
+            assert len(value.shape) == len(shape) and all(s in (-1, v) for s, v in zip(shape, value.shape)), name
+            cast = value.astype(dtype)
+            assert np.array_equal(cast, value), f"{name} does not fit {dtype}"
+            tensors[name] = tf.constant(cast)
+        outputs = loaded.signatures[signature](**tensors)
+        response = json.loads(json.dumps({"outputs": {k: v.numpy().tolist() for k, v in outputs.items()}}))
+        assert set(response["outputs"]) == set(defs[signature]["outputs"])
+        for name, (_, shape) in defs[signature]["outputs"].items():
+            got = np.asarray(response["outputs"][name]).shape
+            assert all(s in (-1, v) for s, v in zip(shape, got)) and len(got) == len(shape), name
+
+
+def test_predict_image_without_flip_and_rgb_bgr(tmp_path):
+    model = tiny_model()
+    image, boxes = sample_image_and_boxes()
+    expected = reference_predict_image(model, image, boxes, flip=False)
+    for order, pixels in (("RGB", image), ("BGR", image[..., ::-1])):
+        path = saved_model(model, tmp_path / order, flip=False, image_channel_order=order)
+        loaded = tf.saved_model.load(path)
+        out = loaded.signatures["predict_image"](image=tf.constant(np.ascontiguousarray(pixels)), boxes=tf.constant(boxes))
+        np.testing.assert_allclose(out["keypoints"].numpy(), expected[0], atol=2e-3)
+        np.testing.assert_allclose(out["scores"].numpy(), expected[1], atol=1e-4)
+
+
+def test_failed_check_keeps_the_previous_version(exported, monkeypatch):
+    model, base, path = exported
+    before = open(os.path.join(path, "saved_model.pb"), "rb").read()
+    import keras_pose.export.saved_model as module
+
+    real = module.keras_outputs
+    monkeypatch.setattr(
+        module, "keras_outputs", lambda *a: {k: v + 0.5 for k, v in real(*a).items()}
+    )
+    with pytest.raises(ExportParityError, match="heatmaps"):
+        saved_model(model, base, version=1, flip=True, flip_indices=FLIP_INDICES)
+    assert sorted(os.listdir(base)) == ["1"]
+    assert open(os.path.join(path, "saved_model.pb"), "rb").read() == before
+
+
+def test_flip_needs_flip_indices_beyond_coco():
+    with pytest.raises(ValueError, match="flip_indices"):
+        saved_model(tiny_model(), "unused", flip=True)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_saved_model_parity(tmp_path, family):
+    model = family_model(family)
+    path = saved_model(model, tmp_path / family, version=1)
+    crops = random_crops(model, batch=2, seed=1)
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures["serving_default"](image=tf.constant(crops))
+    expected = np.asarray(model(crops, training=False)["heatmaps"])
+    scale = max(model.spec.final.codec.peak, np.abs(expected).max())
+    assert np.abs(served["heatmaps"].numpy() - expected).max() / scale < 1e-4
+    keypoints, scores = decode(model, expected)
+    close = np.abs(served["keypoints"].numpy() - keypoints).max(axis=-1) < 1e-2
+    assert close.mean() >= 0.97
+    image = np.random.default_rng(0).integers(0, 256, (150, 130, 3), dtype=np.uint8)
+    boxes = np.array([[20, 10, 60, 100]], np.float32)
+    out = loaded.signatures["predict_image"](image=tf.constant(image), boxes=tf.constant(boxes))
+    assert out["keypoints"].shape == (1, model.spec.num_keypoints, 2)
