@@ -132,7 +132,8 @@ def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs) 
 
 def time_decode(image_dir: str, runs: int) -> list[float]:
     """Single-thread ``cv2.imdecode`` images per second (file bytes already in memory)."""
-    blobs = [np.fromfile(os.path.join(image_dir, f), np.uint8) for f in sorted(os.listdir(image_dir))]
+    names = sorted(os.listdir(image_dir))
+    blobs = [np.fromfile(os.path.join(image_dir, name), np.uint8) for name in names]
     rates = []
     for _ in range(runs):
         start = time.perf_counter()

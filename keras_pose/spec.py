@@ -190,3 +190,14 @@ def megvii_outputs(
             )
         )
     return tuple(specs)
+
+
+def msra_outputs(names: Sequence[str], sigma: float, stride: int) -> tuple[OutputSpec, ...]:
+    """Output specs for the MSRA families (CPM stages, Hourglass stacks): the same target for
+    every output, plain L2 of weight 1 on labelled joints.
+
+    The flip test needs no one-cell shift here: targets sit in cell ``floor(x / stride)`` and
+    decode to the cell centre, so the mirrored map is already aligned (as in pose-hg-train).
+    """
+    codec = CodecSpec(MSRA, sigma=sigma, peak=1.0, flip_shift=False)
+    return tuple(OutputSpec(name, stride, codec, loss="mse", loss_weight=1.0) for name in names)

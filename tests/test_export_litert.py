@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -124,7 +125,7 @@ def test_graph_outside_the_gpu_list_is_refused_and_not_written(tmp_path):
 def test_failed_parity_keeps_the_previous_file(tiny, tmp_path, monkeypatch):
     path = litert(tiny, tmp_path / "tiny.tflite")
     before = open(path, "rb").read()
-    import keras_pose.export.litert as module
+    module = importlib.import_module("keras_pose.export.litert")
 
     real = module.keras_outputs
     monkeypatch.setattr(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -173,7 +174,7 @@ def test_predict_image_without_flip_and_rgb_bgr(tmp_path):
 def test_failed_check_keeps_the_previous_version(exported, monkeypatch):
     model, base, path = exported
     before = open(os.path.join(path, "saved_model.pb"), "rb").read()
-    import keras_pose.export.saved_model as module
+    module = importlib.import_module("keras_pose.export.saved_model")
 
     real = module.keras_outputs
     monkeypatch.setattr(

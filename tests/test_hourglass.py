@@ -128,7 +128,7 @@ def test_outputs_spec_and_preprocessing(small_model):
     for output in spec.outputs:
         assert output.stride == 4 and output.loss == "mse" and output.loss_weight == 1.0
         assert output.codec.type == "msra" and output.codec.sigma == pytest.approx(1.75)
-        assert output.codec.peak == 1.0 and output.codec.flip_shift
+        assert output.codec.peak == 1.0 and not output.codec.flip_shift
         assert output.target_min_visibility == 1 and output.weight_min_visibility == 1
     normalize = keras.Model(model.inputs, model.get_layer("normalize").output)
     crop = np.zeros((1, 64, 64, 3), "float32")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pose.data import DatasetInfo, build_dataset
+from keras_pose.data import build_dataset
 from keras_pose.data.pipeline import SKIPPED_IMAGES
 from keras_pose.data.transforms import invert_matrix, transform_points
 from keras_pose.models.base import PoseModel
@@ -147,14 +147,16 @@ def test_shards_partition_the_records(coco_folder):
 
 
 def test_missing_image_fails_at_build_time(tmp_path):
-    ann_file, image_dir = write_coco_folder(tmp_path, standard_people(np.random.default_rng(1), 2), 2)
+    people = standard_people(np.random.default_rng(1), 2)
+    ann_file, image_dir = write_coco_folder(tmp_path, people, 2)
     os.remove(os.path.join(image_dir, "0001.jpg"))
     with pytest.raises(FileNotFoundError, match="0001.jpg"):
         build_dataset(mspn_spec(), ann_file, image_dir)
 
 
 def test_corrupt_image_is_a_counted_skip_not_a_crash(tmp_path, caplog):
-    ann_file, image_dir = write_coco_folder(tmp_path, standard_people(np.random.default_rng(2), 3), 3)
+    people = standard_people(np.random.default_rng(2), 3)
+    ann_file, image_dir = write_coco_folder(tmp_path, people, 3)
     path = os.path.join(image_dir, "0002.jpg")
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 3])

@@ -130,12 +130,13 @@ def test_builders_train_one_step_and_load_weights(tmp_path):
 
 
 def test_rsn50_builder_options():
-    model = RSN50(input_shape=(64, 64, 3), num_stages=2, weight_decay=0, compile=False)
+    model = RSN50(input_shape=(64, 64, 3), weight_decay=0, compile=False, name="r50")
     config = model.get_config()
-    assert (config["depth"], config["num_stages"], model.name) == (50, 2, "2xrsn50")
-    assert model.get_layer("stage2_layer3_block6") and not model.losses
+    assert (config["depth"], config["num_stages"], config["weight_decay"]) == (50, 1, 0)
+    assert model.name == "r50" and model.optimizer is None and not model.losses
+    assert model.get_layer("stage1_layer3_block6")
     with pytest.raises(ValueError):
-        model.get_layer("stage2_layer3_block7")
+        model.get_layer("stage1_layer3_block7")
 
 
 def test_rejects_unknown_depth():

@@ -4,6 +4,7 @@ from keras_pose.layers.basic_block import BasicBlock
 from keras_pose.layers.bottleneck import Bottleneck
 from keras_pose.layers.conv_bn import ConvBN, LateralBlock
 from keras_pose.layers.normalization import PixelNormalization
+from keras_pose.layers.residual import PreActResidual
 from keras_pose.layers.upsample import BilinearUpsample, interpolation_matrix
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "ConvBN",
     "LateralBlock",
     "PixelNormalization",
+    "PreActResidual",
     "interpolation_matrix",
 ]

@@ -67,6 +67,31 @@ class PoseModel(keras.Model):
             **kwargs,
         )
 
+    def _ensure_compiled(self) -> None:
+        """Compile with the family defaults if the user has not compiled the model yet."""
+        if self.compiled:
+            return
+        strategy = getattr(self, "distribute_strategy", None)
+        if strategy is None:
+            self.compile()
+            return
+        with strategy.scope():
+            self.compile()
+
+    def fit(self, *args: Any, **kwargs: Any):
+        """``keras.Model.fit``; an uncompiled model is first compiled with the family defaults."""
+        self._ensure_compiled()
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args: Any, **kwargs: Any):
+        """``keras.Model.evaluate``; compiles with the family defaults first if needed."""
+        self._ensure_compiled()
+        return super().evaluate(*args, **kwargs)
+
+    def train_on_batch(self, *args: Any, **kwargs: Any):
+        self._ensure_compiled()
+        return super().train_on_batch(*args, **kwargs)
+
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable}
 

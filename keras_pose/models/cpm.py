@@ -53,7 +53,7 @@ from keras import ops
 
 from keras_pose.layers import PixelNormalization
 from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
-from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec
+from keras_pose.spec import PoseSpec, msra_outputs
 
 OUTPUT_STRIDE = 8
 PIXEL_MEAN = (128.0, 128.0, 128.0)
@@ -152,19 +152,8 @@ def output_name(stage: int, num_stages: int) -> str:
 
 def cpm_spec(input_size: Sequence[int], num_keypoints: int, num_stages: int) -> PoseSpec:
     """MSRA targets of sigma 0.875 cells for every stage; L2 of weight 1 on labelled joints."""
-    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True)
-    outputs = tuple(
-        OutputSpec(
-            output_name(stage, num_stages),
-            OUTPUT_STRIDE,
-            codec,
-            loss="mse",
-            loss_weight=1.0,
-            target_min_visibility=1,
-            weight_min_visibility=1,
-        )
-        for stage in range(1, num_stages + 1)
-    )
+    names = [output_name(stage, num_stages) for stage in range(1, num_stages + 1)]
+    outputs = msra_outputs(names, TARGET_SIGMA, OUTPUT_STRIDE)
     return PoseSpec(
         family="cpm",
         input_size=(int(input_size[0]), int(input_size[1])),

@@ -34,7 +34,7 @@ from keras_pose.backbones.hourglass import STEM_STRIDE, hourglass, hourglass_ste
 from keras_pose.layers import ConvBN, PixelNormalization
 from keras_pose.layers.residual import TORCH_CONV_INITIALIZER
 from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
-from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec
+from keras_pose.spec import PoseSpec, msra_outputs
 
 HOURGLASS_DEPTH = 4
 OUTPUT_STRIDE = STEM_STRIDE
@@ -52,19 +52,8 @@ def output_name(stack: int, num_stacks: int) -> str:
 
 def hourglass_spec(input_size: Sequence[int], num_keypoints: int, num_stacks: int) -> PoseSpec:
     """MSRA targets of sigma 1.75 cells for every stack; L2 of weight 1 on labelled joints."""
-    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True)
-    outputs = tuple(
-        OutputSpec(
-            output_name(stack, num_stacks),
-            OUTPUT_STRIDE,
-            codec,
-            loss="mse",
-            loss_weight=1.0,
-            target_min_visibility=1,
-            weight_min_visibility=1,
-        )
-        for stack in range(1, num_stacks + 1)
-    )
+    names = [output_name(stack, num_stacks) for stack in range(1, num_stacks + 1)]
+    outputs = msra_outputs(names, TARGET_SIGMA, OUTPUT_STRIDE)
     return PoseSpec(
         family="hourglass",
         input_size=(int(input_size[0]), int(input_size[1])),
