@@ -1,0 +1,72 @@
+"""The PoseSpec contract, the model registry and PoseModel's self-compiling behaviour."""
+
+import numpy as np
+import pytest
+
+from keras_pose.losses import KeypointMSE, OHKMLoss
+from keras_pose.models import MODELS, build_model
+from keras_pose.models.rsn import RSN
+from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
+
+
+def _spec(**overrides):
+    outputs = megvii_outputs(["a", "heatmaps"], [9, 7], ["mse", "ohkm"], [0.5, 1.0])
+    fields = dict(family="cpn", input_size=(64, 48), num_keypoints=5, channel_order="BGR", outputs=outputs)
+    return PoseSpec(**{**fields, **overrides})
+
+
+def test_spec_round_trips_through_a_dict():
+    spec = _spec()
+    assert PoseSpec.from_dict(spec.to_dict()) == spec
+    assert spec.heatmap_size() == (16, 12) and spec.final.loss == "ohkm"
+
+
+def test_megvii_outputs_follow_the_originals_masks():
+    mse, ohkm = megvii_outputs(["a", "heatmaps"], [9, 7], ["mse", "ohkm"], [0.5, 1.0])
+    assert (mse.target_min_visibility, mse.weight_min_visibility) == (2, 0)
+    assert (ohkm.target_min_visibility, ohkm.weight_min_visibility) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(final_output="nope"), "final_output"),
+        (dict(channel_order="RGBA"), "channel_order"),
+        (dict(outputs=megvii_outputs(["x", "x"], [7, 7], ["mse", "mse"], [1, 1])), "duplicate"),
+    ],
+)
+def test_spec_rejects_inconsistent_fields(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(**overrides)
+
+
+def test_codec_and_output_specs_validate():
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        CodecSpec("megvii", kernel_size=8)
+    with pytest.raises(ValueError, match="sigma"):
+        CodecSpec("msra")
+    with pytest.raises(ValueError, match="loss"):
+        OutputSpec("a", 4, CodecSpec("megvii", kernel_size=7), loss="l1")
+
+
+def test_registry_names_every_variant_and_rejects_unknown_ones():
+    assert {"cpn50", "cpn101", "mspn50", "4xmspn50", "rsn18", "rsn50", "4xrsn50", "cpm", "hourglass"} <= set(MODELS)
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model("resnet")
+
+
+def test_builder_compiles_with_the_family_losses():
+    model = build_model("rsn18", input_shape=(64, 64, 3), num_keypoints=9)
+    assert model.compiled
+    losses, weights = model.default_losses()
+    assert isinstance(losses["heatmaps"], OHKMLoss) and isinstance(losses["stage1_unit1"], KeypointMSE)
+    assert weights == {"stage1_unit1": 0.25, "stage1_unit2": 0.25, "stage1_unit3": 0.25, "heatmaps": 1.0}
+
+
+def test_a_model_built_from_its_class_compiles_itself_on_first_training_step():
+    model = RSN(depth=18, input_shape=(64, 64, 3), num_keypoints=9)
+    assert not model.compiled
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    y = {name: np.zeros((2, 16, 16, 9), np.float32) for name in model.spec.output_names}
+    losses = model.train_on_batch(x, y)
+    assert model.compiled and np.all(np.isfinite(losses))
