@@ -227,8 +227,28 @@ def dataset_from_records(
     elif repeat:
         indices = indices.repeat(int(repeat))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    dataset = tf.data.Dataset.zip((indices, seeds))
-    dataset = dataset.map(
+    return batches_from_index_stream(
+        maker, tf.data.Dataset.zip((indices, seeds)), batch_size, deterministic,
+        drop_remainder, auto_shard=shard is None,
+    )
+
+
+def batches_from_index_stream(
+    maker: "SampleMaker",
+    stream: tf.data.Dataset,
+    batch_size: int,
+    deterministic: bool = True,
+    drop_remainder: bool = False,
+    auto_shard: bool = True,
+) -> tf.data.Dataset:
+    """Decode, crop and batch a dataset of ``(record index, seed)`` int64 pairs.
+
+    The tail of :func:`dataset_from_records`, for callers that choose the visiting order
+    themselves (:mod:`keras_pose.training` visits records in a resumable order and skips the
+    already-seen ones here, before anything is decoded). ``auto_shard=False`` turns the
+    dataset's auto-sharding off (the stream is already one worker's share).
+    """
+    dataset = stream.map(
         maker.tf_call, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     )
     dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
@@ -236,9 +256,9 @@ def dataset_from_records(
                           deterministic=deterministic)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF
-        if shard is not None
-        else tf.data.experimental.AutoShardPolicy.DATA
+        tf.data.experimental.AutoShardPolicy.DATA
+        if auto_shard
+        else tf.data.experimental.AutoShardPolicy.OFF
     )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
@@ -260,7 +280,6 @@ class SampleMaker:
         self.augment = augment
         self.return_meta = return_meta
         self.border_value = augment.border_value if augment else border_value_for(spec)
-        self.copies = augment.copies if augment else 1
         self.target_shapes = target_shapes(spec)
 
     # -- numpy side ---------------------------------------------------------------------------
