@@ -35,16 +35,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from keras_pose.convert import WeightMappingError, load_tfcpn_checkpoint, save_weights_atomic
+    from keras_pose.convert import (
+        WeightMappingError,
+        load_tfcpn_weights,
+        read_tf_checkpoint,
+        save_weights_atomic,
+    )
     from keras_pose.models.cpn import CPN
 
-    model = CPN(
-        depth=DEPTHS[args.model],
-        input_shape=(*args.input_size, 3),
-        num_keypoints=args.num_keypoints,
-    )
     try:
-        count = load_tfcpn_checkpoint(model, args.checkpoint)
+        tensors = read_tf_checkpoint(args.checkpoint)  # fail fast, before building the model
+        model = CPN(
+            depth=DEPTHS[args.model],
+            input_shape=(*args.input_size, 3),
+            num_keypoints=args.num_keypoints,
+        )
+        count = load_tfcpn_weights(model, tensors, description=args.checkpoint)
     except (WeightMappingError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

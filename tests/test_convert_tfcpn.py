@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pose.convert import WeightMappingError, load_tfcpn_checkpoint, read_tf_checkpoint
+from keras_pose.convert import (
+    WeightMappingError,
+    load_tfcpn_checkpoint,
+    load_tfcpn_weights,
+    read_tf_checkpoint,
+)
 from keras_pose.models.cpn import CPN
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -271,20 +276,17 @@ def test_outputs_match_independent_tf_reference(loaded, checkpoint):
         assert np.abs(got - reference).max() <= 1e-4 * spread, name
 
 
-def test_unmatched_names_and_shapes_are_listed(tmp_path):
-    variables = tfcpn_r50_variables()
-    # drop one tensor, add a stranger, reshape a third
-    variables = [v for v in variables if v[0] != "merge/res3/biases"]
-    variables = [
-        (n, (1, 1, 256, 17)) if n == "refine_out/weights" else (n, s) for n, s in variables
-    ]
-    prefix = str(tmp_path / "broken.ckpt")
-    write_tf1_checkpoint(prefix, variables, extra=[("stranger/weights", (3, 3))])
-    model = CPN(depth=50, input_shape=INPUT_SHAPE)
+def test_unmatched_names_and_shapes_are_listed(loaded, checkpoint):
+    model, _ = loaded
+    _, values = checkpoint
+    tensors = {n: v for n, v in values.items() if n != "merge/res3/biases"}  # one missing
+    tensors["stranger/weights"] = np.zeros((3, 3), np.float32)  # one stranger
+    tensors["refine_out/weights"] = np.zeros((1, 1, 256, 17), np.float32)  # one wrong shape
     before = np.asarray(model.get_layer("conv1").conv.kernel).copy()
     with pytest.raises(WeightMappingError) as error:
-        load_tfcpn_checkpoint(model, prefix)
+        load_tfcpn_weights(model, tensors, description="broken.ckpt")
     message = str(error.value)
+    assert message.startswith("broken.ckpt: 3 problem(s)")
     assert "'merge/res3/biases'" in message
     assert "'stranger/weights' (3, 3)" in message
     assert "'refine_out/weights' (1, 1, 256, 17)" in message and "(3, 3, 256, 17)" in message
@@ -292,11 +294,19 @@ def test_unmatched_names_and_shapes_are_listed(tmp_path):
     np.testing.assert_array_equal(np.asarray(model.get_layer("conv1").conv.kernel), before)
 
 
-def test_cpn101_refuses_a_resnet50_checkpoint(checkpoint):
-    prefix, _ = checkpoint
+def test_cpn101_takes_the_resnet101_scheme():
+    """ResNet-101 (block3 has 23 units) follows the same names; the R50 set is refused."""
     model = CPN(depth=101, input_shape=INPUT_SHAPE)
-    with pytest.raises(WeightMappingError, match="resnet_v1_101/block3/unit_23"):
-        load_tfcpn_checkpoint(model, prefix)
+    rng = np.random.default_rng(2)
+    r101 = {n: random_value(n, s, rng) for n, s in _variables_from_scheme((3, 4, 23, 3), 101)}
+    assert load_tfcpn_weights(model, r101) == len(model.weights) == len(r101)
+    kernel = model.get_layer("block3_unit_23").conv2.conv.kernel
+    np.testing.assert_array_equal(
+        np.asarray(kernel), r101["resnet_v1_101/block3/unit_23/bottleneck_v1/conv2/weights"]
+    )
+    r50 = {n: random_value(n, s, rng) for n, s in _variables_from_scheme()}
+    with pytest.raises(WeightMappingError, match="resnet_v1_50/block1/unit_1"):
+        load_tfcpn_weights(model, r50)
 
 
 def load_recipe(name: str):

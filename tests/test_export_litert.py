@@ -13,6 +13,7 @@ from keras_pose.codecs import codec_from_spec
 from keras_pose.export import (
     ExportCompatibilityError,
     ExportParityError,
+    LiteRTConverter,
     LiteRTRunner,
     litert,
     tflite_ops_used,
@@ -150,10 +151,11 @@ def family_files(tmp_path_factory):
         if family not in cache:
             model = family_model(family)
             folder = tmp_path_factory.mktemp(family)
-            files = {
-                q: litert(model, folder / f"{q}.tflite", quantize=q, require_gpu_compatible=False)
-                for q in (None, "float16")
-            }
+            with LiteRTConverter(model) as converter:
+                files = {
+                    q: converter.write(folder / f"{q}.tflite", q, require_gpu_compatible=False)
+                    for q in (None, "float16")
+                }
             cache[family] = model, files
         return cache[family]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +18,8 @@ from export_checks import FAMILIES, family_model, random_crops, tiny_model
 from keras_pose.codecs import codec_from_spec, flip_heatmaps, flip_images
 from keras_pose.data.transforms import border_value_for, eval_crop, invert_matrix
 from keras_pose.data.transforms import transform_points, warp_image
-from keras_pose.export import ExportParityError, rest_request, saved_model, signature_defs
+from keras_pose.export import ExportParityError, models_config, rest_request, saved_model, signature_defs
+from keras_pose.export.serving_config import config_names
 
 FLIP_INDICES = [0, 2, 1, 4, 3]  # the tiny model's 5 keypoints: nose, two left/right pairs
 
@@ -159,14 +161,18 @@ def test_rest_request_and_response_follow_the_signature_def(exported):
             assert all(s in (-1, v) for s, v in zip(shape, got)) and len(got) == len(shape), name
 
 
-def test_predict_image_without_flip_and_rgb_bgr(tmp_path):
-    model = tiny_model()
+@pytest.mark.parametrize("codec", ["megvii", "msra"])
+def test_predict_image_flip_codecs_and_channel_orders(tmp_path, codec):
+    model = tiny_model(codec=codec)
     image, boxes = sample_image_and_boxes()
-    expected = reference_predict_image(model, image, boxes, flip=False)
-    for order, pixels in (("RGB", image), ("BGR", image[..., ::-1])):
-        path = saved_model(model, tmp_path / order, flip=False, image_channel_order=order)
+    for flip, order in ((False, "RGB"), (True, "BGR")):
+        expected = reference_predict_image(model, image, boxes, flip=flip)
+        pixels = np.ascontiguousarray(image[..., ::-1]) if order == "BGR" else image
+        path = saved_model(
+            model, tmp_path / f"{flip}{order}", flip=flip, flip_indices=FLIP_INDICES, image_channel_order=order
+        )
         loaded = tf.saved_model.load(path)
-        out = loaded.signatures["predict_image"](image=tf.constant(np.ascontiguousarray(pixels)), boxes=tf.constant(boxes))
+        out = loaded.signatures["predict_image"](image=tf.constant(pixels), boxes=tf.constant(boxes))
         np.testing.assert_allclose(out["keypoints"].numpy(), expected[0], atol=2e-3)
         np.testing.assert_allclose(out["scores"].numpy(), expected[1], atol=1e-4)
 
@@ -192,19 +198,44 @@ def test_flip_needs_flip_indices_beyond_coco():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_saved_model_parity(tmp_path, family):
+def test_family_saved_model(tmp_path, family):
+    """Each family exports (the export itself loads it back and checks parity: see above)."""
     model = family_model(family)
     path = saved_model(model, tmp_path / family, version=1)
-    crops = random_crops(model, batch=2, seed=1)
-    loaded = tf.saved_model.load(path)
-    served = loaded.signatures["serving_default"](image=tf.constant(crops))
-    expected = np.asarray(model(crops, training=False)["heatmaps"])
-    scale = max(model.spec.final.codec.peak, np.abs(expected).max())
-    assert np.abs(served["heatmaps"].numpy() - expected).max() / scale < 1e-4
-    keypoints, scores = decode(model, expected)
-    close = np.abs(served["keypoints"].numpy() - keypoints).max(axis=-1) < 1e-2
-    assert close.mean() >= 0.97
-    image = np.random.default_rng(0).integers(0, 256, (150, 130, 3), dtype=np.uint8)
-    boxes = np.array([[20, 10, 60, 100]], np.float32)
-    out = loaded.signatures["predict_image"](image=tf.constant(image), boxes=tf.constant(boxes))
-    assert out["keypoints"].shape == (1, model.spec.num_keypoints, 2)
+    h, w = model.spec.input_size
+    hh, hw = model.spec.heatmap_size()
+    k = model.spec.num_keypoints
+    defs = signature_defs(path)
+    assert defs["serving_default"]["inputs"] == {"image": ("float32", (-1, h, w, 3))}
+    assert defs["serving_default"]["outputs"]["heatmaps"] == ("float32", (-1, hh, hw, k))
+    assert defs["predict_image"]["outputs"]["keypoints"] == ("float32", (-1, k, 2))
+
+
+def load_recipe():
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "recipes", "export.py")
+    spec = importlib.util.spec_from_file_location("export_recipe", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    return recipe
+
+
+def test_recipe_writes_every_format_from_a_keras_file(tmp_path):
+    model = tiny_model()
+    keras_file = tmp_path / "tiny.keras"
+    model.save(keras_file)
+    out = tmp_path / "savedmodels"
+    out.mkdir()
+    (out / "models.config").write_text(models_config(["rsn18"]))
+    argv = ["--format", "all", "--keras", str(keras_file), "--out", str(out), "--name", "tiny",
+            "--version", "2", "--quantize", "float16", "--no-flip"]  # fmt: skip
+    assert load_recipe().main(argv) == 0
+    assert sorted(os.listdir(out / "tiny")) == ["2", "tiny-float16.tflite", "tiny.onnx"]
+    assert sorted(signature_defs(out / "tiny" / "2")) == ["predict_image", "serving_default"]
+    assert config_names((out / "models.config").read_text()) == ["rsn18", "tiny"]
+
+
+def test_committed_models_config_is_what_the_writer_produces():
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "savedmodels", "models.config")
+    text = open(path).read()
+    assert text == models_config(config_names(text))
+    assert 'base_path: "/models/rsn18"' in text

@@ -1,19 +1,15 @@
 """MSPN: parameter counts against MMPose and the originals, outputs, wiring, spec, round trips,
 a training step."""
 
-import gc
+import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
-from model_checks import (
-    all_params,
-    check_jax_backend,
-    check_keras_roundtrip,
-    check_outputs,
-    random_crops,
-    trainable_params,
-)
+from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, random_crops
 
 from keras_pose.layers import BilinearUpsample
 from keras_pose.models.mspn import MSPN, output_names
@@ -30,22 +26,54 @@ MSPN_PARAMS = {  # stages: (MMPose, originals' analytic)
 SMALL_INPUT = (128, 96, 3)
 
 
-def conv_bias_params(model: keras.Model) -> int:
-    return int(
-        sum(np.prod(w.shape) for w in model.trainable_weights if w.path.endswith("conv/bias"))
+COUNT_SCRIPT = """
+import json, sys
+import numpy as np
+from keras_pose.models.mspn import MSPN
+from keras_pose.models.rsn import RSN
+
+def size(weights):
+    return int(sum(np.prod(w.shape) for w in weights))
+
+counts = {}
+for key, (family, kwargs) in json.loads(sys.argv[1]).items():
+    model = {"MSPN": MSPN, "RSN": RSN}[family](**kwargs)
+    trainable = model.trainable_weights
+    counts[key] = dict(
+        trainable=size(trainable),
+        total=size(model.weights),
+        conv_bias=size(w for w in trainable if w.path.endswith("conv/bias")),
+        bn_affine=size(w for w in trainable if w.path.endswith(("gamma", "beta"))),
     )
+print(json.dumps(counts))
+"""
 
 
-def check_parameter_counts(model: keras.Model, mmpose: int, original: float) -> None:
+def count_parameters(models: dict[str, tuple[str, dict]]) -> dict[str, dict[str, int]]:
+    """Parameter counts of full-size models, ``{key: (class name, kwargs)}``.
+
+    Counted in one ``KERAS_BACKEND=numpy`` subprocess: the counts do not depend on the backend,
+    and creating ~10^4 TensorFlow variables for eight full-size models costs twice the time.
+    """
+    env = dict(os.environ, KERAS_BACKEND="numpy")
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_SCRIPT, json.dumps(models)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_parameter_counts(counts: dict[str, int], mmpose: int, original: float) -> None:
     """Without conv biases the count is MMPose's exactly; with them it is the original's."""
-    trainable = trainable_params(model)
-    assert trainable - conv_bias_params(model) == mmpose
+    trainable = counts["trainable"]
+    assert trainable - counts["conv_bias"] == mmpose
     assert abs(trainable - original) / original < 0.005, (trainable, original)
-    # non-trainable = BN moving mean + variance = the BN gamma + beta count
-    bn_affine = sum(
-        int(np.prod(w.shape)) for w in model.trainable_weights if w.path.endswith(("gamma", "beta"))
-    )
-    assert all_params(model) - trainable == bn_affine
+    # non-trainable = BN moving mean + variance, as many as BN gamma + beta
+    assert counts["total"] - trainable == counts["bn_affine"]
 
 
 def check_bn_and_bias(model: keras.Model, epsilon: float, momentum: float) -> None:
@@ -82,12 +110,14 @@ def one_training_step(model) -> float:
     return float(history.history["loss"][-1])
 
 
+@pytest.fixture(scope="module")
+def mspn_counts():
+    return count_parameters({str(s): ("MSPN", {"num_stages": s}) for s in MSPN_PARAMS})
+
+
 @pytest.mark.parametrize("stages", sorted(MSPN_PARAMS))
-def test_parameter_counts_match_mmpose_and_original(stages):
-    model = MSPN(num_stages=stages)
-    check_parameter_counts(model, *MSPN_PARAMS[stages])
-    del model
-    gc.collect()
+def test_parameter_counts_match_mmpose_and_original(mspn_counts, stages):
+    check_parameter_counts(mspn_counts[str(stages)], *MSPN_PARAMS[stages])
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,17 @@
 """RSN: parameter counts, RSB widths in the network, PRM at the output end, builders, round
 trips, a training step."""
 
-import gc
 import os
 
 import keras
 import numpy as np
 import pytest
-from model_checks import (
-    check_jax_backend,
-    check_keras_roundtrip,
-    check_outputs,
-    random_crops,
-    trainable_params,
-)
+from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, random_crops
 from test_mspn import (
     check_bn_and_bias,
     check_parameter_counts,
     check_weight_decay,
+    count_parameters,
     one_training_step,
 )
 
@@ -38,21 +32,28 @@ FOUR_X_RSN50 = 79.2e6
 SMALL_INPUT = (128, 96, 3)
 
 
+@pytest.fixture(scope="module")
+def rsn_counts():
+    models = {f"{d}x{s}": ("RSN", {"depth": d, "num_stages": s}) for d, s in RSN_PARAMS}
+    models["50x4"] = ("RSN", {"depth": 50, "num_stages": 4})
+    models["18x1_prm"] = ("RSN", {"depth": 18, "use_prm": True})
+    return count_parameters(models)
+
+
 @pytest.mark.parametrize("depth, stages", sorted(RSN_PARAMS))
-def test_parameter_counts_match_mmpose_and_original(depth, stages):
-    model = RSN(depth=depth, num_stages=stages)
-    check_parameter_counts(model, *RSN_PARAMS[(depth, stages)])
-    del model
-    gc.collect()
+def test_parameter_counts_match_mmpose_and_original(rsn_counts, depth, stages):
+    check_parameter_counts(rsn_counts[f"{depth}x{stages}"], *RSN_PARAMS[(depth, stages)])
 
 
-def test_four_stage_rsn50_parameter_count():
-    model = RSN(depth=50, num_stages=4)
-    trainable = trainable_params(model)
+def test_four_stage_rsn50_parameter_count(rsn_counts):
+    trainable = rsn_counts["50x4"]["trainable"]
     assert abs(trainable - FOUR_X_RSN50) / FOUR_X_RSN50 < 0.005, trainable
-    assert len(model.spec.outputs) == 16 and model.name == "4xrsn50"
-    del model
-    gc.collect()
+
+
+def test_prm_adds_its_own_parameters_only(rsn_counts):
+    k = 17  # 3x3 KxK, three 1x1 KxK, a 9x9 depthwise, all with bias; five BNs
+    prm = (9 * k * k + k) + 3 * (k * k + k) + (81 * k + k) + 5 * 2 * k
+    assert rsn_counts["18x1_prm"]["trainable"] - rsn_counts["18x1"]["trainable"] == prm
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_rsn50_builder_options():
     model = RSN50(input_shape=(64, 64, 3), weight_decay=0, compile=False, name="r50")
     config = model.get_config()
     assert (config["depth"], config["num_stages"], config["weight_decay"]) == (50, 1, 0)
-    assert model.name == "r50" and model.optimizer is None and not model.losses
+    assert model.name == "r50" and not model.compiled and not model.losses
     assert model.get_layer("stage1_layer3_block6")
     with pytest.raises(ValueError):
         model.get_layer("stage1_layer3_block7")

@@ -59,7 +59,7 @@ def litert(
         outputs: ``"final"`` (the ``heatmaps`` output only, the default), ``"all"`` or names.
         num_calibration: at most this many crops are used to calibrate int8.
         require_gpu_compatible: refuse a graph with an op outside the GPU delegate's list.
-        check: compare with Keras (fp32: 1e-4 of the heatmap peak; fp16: 1e-2 relative;
+        check: compare with Keras (fp32: 1e-4 of the heatmap scale; fp16: 1e-2 relative;
             int8: 5 % mean relative error on calibration crops).
         tolerance: override the limit of the check.
 
@@ -68,70 +68,123 @@ def litert(
         writes nothing) if a check fails.
 
     The input ``image`` has a static batch of 1 (what mobile runtimes and the GPU delegate
-    expect); outputs keep the model's output names.
+    expect); outputs keep the model's output names. To write several variants of one model,
+    :class:`LiteRTConverter` traces it once.
     """
+    _check_arguments(path, quantize, representative_data)
+    with LiteRTConverter(model, outputs) as converter:
+        return converter.write(
+            path,
+            quantize,
+            representative_data,
+            num_calibration=num_calibration,
+            require_gpu_compatible=require_gpu_compatible,
+            check=check,
+            tolerance=tolerance,
+        )
+
+
+class LiteRTConverter:
+    """Traces ``model`` into a temporary SavedModel once, then writes checked ``.tflite`` variants.
+
+    Use as a context manager (the SavedModel is deleted on exit)::
+
+        with LiteRTConverter(model) as converter:
+            converter.write("m.tflite")
+            converter.write("m-float16.tflite", "float16")
+            converter.write("m-int8.tflite", "int8", calibration_crops)
+
+    ``write`` takes the arguments of :func:`litert` after ``path``.
+    """
+
+    def __init__(self, model: PoseModel, outputs: str | Sequence[str] = "final") -> None:
+        self.model = model
+        self.names = resolve_outputs(model, outputs)
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "LiteRTConverter":
+        self._workdir = tempfile.TemporaryDirectory(prefix="keras_pose_litert_")
+        export_model = heatmap_model(self.model, self.names)
+        endpoint = (lambda image: export_model(image, training=False), [crop_signature(self.model, batch=1)])
+        write_saved_model(self._workdir.name, export_model, {SIGNATURE: endpoint})
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def write(
+        self,
+        path: str | os.PathLike,
+        quantize: str | None = None,
+        representative_data: Any = None,
+        *,
+        num_calibration: int = 64,
+        require_gpu_compatible: bool = True,
+        check: bool = True,
+        tolerance: float | None = None,
+    ) -> str:
+        if self._workdir is None:
+            raise RuntimeError("use LiteRTConverter as a context manager: `with LiteRTConverter(m) as c:`")
+        path = _check_arguments(path, quantize, representative_data)
+        model = self.model
+        calibration = None
+        if quantize == "int8":
+            calibration = calibration_crops(representative_data, model, num_calibration)
+        content = _convert(self._workdir.name, quantize, calibration)
+        what = f"LiteRT {quantize or 'float32'} export of {model.name}"
+        with atomic_path(path, directory=False) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(content)
+            if require_gpu_compatible:
+                problems = gpu_delegate_problems(content, quantize)
+                if problems:
+                    raise ExportCompatibilityError(
+                        f"{what} would not run whole on the TFLite GPU delegate: " + "; ".join(problems)
+                    )
+            if check:
+                crops = calibration[:8] if calibration is not None else parity_crops(model.spec)
+                measure, limit = DEFAULT_TOLERANCE[quantize]
+                expected = keras_outputs(model, crops, self.names)
+                actual = LiteRTRunner(tmp)(crops)
+                errors = heatmap_errors(expected, actual, model.spec, what)
+                require(errors, measure, limit if tolerance is None else tolerance, what)
+        return path
+
+
+def _check_arguments(path: str | os.PathLike, quantize: str | None, representative_data: Any) -> str:
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if quantize == "int8" and representative_data is None:
+        raise ValueError(
+            "int8 quantization needs representative_data: crops (N, H, W, 3) or a dataset from "
+            "keras_pose.data"
+        )
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"a LiteRT file name must end with '.tflite', got {path!r}")
-    names = resolve_outputs(model, outputs)
-    calibration = None
-    if quantize == "int8":
-        if representative_data is None:
-            raise ValueError(
-                "int8 quantization needs representative_data: crops (N, H, W, 3) or a dataset "
-                "from keras_pose.data"
-            )
-        calibration = calibration_crops(representative_data, model, num_calibration)
-    content = convert(model, names, quantize, calibration)
-    what = f"LiteRT {quantize or 'float32'} export of {model.name}"
-    with atomic_path(path, directory=False) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(content)
-        if require_gpu_compatible:
-            problems = gpu_delegate_problems(content, quantize)
-            if problems:
-                raise ExportCompatibilityError(
-                    f"{what} would not run whole on the TFLite GPU delegate: "
-                    + "; ".join(problems)
-                )
-        if check:
-            crops = calibration[:8] if calibration is not None else parity_crops(model.spec)
-            measure, limit = DEFAULT_TOLERANCE[quantize]
-            expected = keras_outputs(model, crops, names)
-            actual = LiteRTRunner(tmp)(crops)
-            require(heatmap_errors(expected, actual, model.spec, what), measure, tolerance or limit, what)
     return path
 
 
-def convert(
-    model: PoseModel,
-    names: Sequence[str],
-    quantize: str | None = None,
-    calibration: np.ndarray | None = None,
-) -> bytes:
-    """Convert the ``names`` outputs of ``model`` to a TFLite flatbuffer (builtin ops only)."""
+def _convert(saved_model_dir: str, quantize: str | None, calibration: np.ndarray | None) -> bytes:
+    """Convert the SavedModel's ``serving_default`` to a TFLite flatbuffer (builtin ops only)."""
     import tensorflow as tf
 
     if not hasattr(tf, "lite") or not hasattr(tf.lite, "TFLiteConverter"):
         raise ImportError(
             "this TensorFlow has no tf.lite.TFLiteConverter; LiteRT export needs TF <= 2.21's converter"
         )
-    export_model = heatmap_model(model, names)
-    with tempfile.TemporaryDirectory(prefix="keras_pose_litert_") as saved_model_dir:
-        endpoint = (lambda image: export_model(image, training=False), [crop_signature(model, batch=1)])
-        write_saved_model(saved_model_dir, export_model, {SIGNATURE: endpoint})
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.representative_dataset = lambda: ([crop[None]] for crop in calibration)
-        return converter.convert()
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([crop[None]] for crop in calibration)
+    return converter.convert()
 
 
 def calibration_crops(data: Any, model: PoseModel, limit: int) -> np.ndarray:

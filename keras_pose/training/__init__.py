@@ -1,1 +1,37 @@
-"""keras_pose.training"""
+"""Training at scale: strategies, the originals' schedules, resumable runs, periodic COCO AP.
+
+``train(TrainConfig(...))`` is what ``recipes/train_coco.py`` runs. The learning-rate schedules
+are registered Keras objects: importing this package lets ``.keras`` files with compiled
+optimizers load.
+"""
+
+from keras_pose.training.models import MODELS, build_model
+from keras_pose.training.recipes import (
+    PUBLISHED,
+    RECIPES,
+    FamilyRecipe,
+    make_optimizer,
+    make_schedule,
+    readme_table,
+)
+from keras_pose.training.schedules import WarmupLinearDecay, WarmupMultiStep
+from keras_pose.training.tiny import TinyPoseNet
+from keras_pose.training.trainer import SYNTHETIC_DEFAULTS, TrainConfig, train
+
+
+__all__ = [
+    "MODELS",
+    "PUBLISHED",
+    "RECIPES",
+    "SYNTHETIC_DEFAULTS",
+    "FamilyRecipe",
+    "TinyPoseNet",
+    "TrainConfig",
+    "WarmupLinearDecay",
+    "WarmupMultiStep",
+    "build_model",
+    "make_optimizer",
+    "make_schedule",
+    "readme_table",
+    "train",
+]

@@ -1,0 +1,26 @@
+"""What every ``variant="mmpose"`` graph shares: MMPose's input normalisation.
+
+MMPose's data preprocessor turns the BGR image into RGB and normalises it with the ImageNet
+statistics, outside the network. keras-pose models normalise inside, so an MMPose-variant model
+takes the **RGB** 0..255 crop (``spec.channel_order == "RGB"``) and starts with this layer.
+"""
+
+from __future__ import annotations
+
+from keras_pose.layers import PixelNormalization
+
+VARIANTS = ("original", "mmpose")
+MMPOSE_RGB_MEAN = (123.675, 116.28, 103.53)
+MMPOSE_RGB_STD = (58.395, 57.12, 57.375)
+MMPOSE_CHANNEL_ORDER = "RGB"
+
+
+def check_variant(variant: str, family: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"{family}: variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
+
+
+def mmpose_normalization(name: str = "normalize") -> PixelNormalization:
+    """``(rgb - ImageNet mean) / ImageNet std`` on the 0..255 scale, as MMPose's preprocessor."""
+    return PixelNormalization(MMPOSE_RGB_MEAN, MMPOSE_RGB_STD, name=name)

@@ -1,0 +1,100 @@
+"""What a finished run leaves besides its ``.keras`` files: a SavedModel and a picture."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TILE_HEIGHT = 320
+NUM_IMAGES = 6
+COLUMNS = 3
+SCORE_THRESHOLD = 0.3
+
+
+def export_saved_model(model: Any, path: str) -> str:
+    """The final model as a TF Serving SavedModel (checked against Keras by the exporter)."""
+    from keras_pose.export import saved_model
+
+    return saved_model(model, path)
+
+
+def draw_predictions(
+    model: Any,
+    ann_file: str,
+    image_dir: str,
+    path: str,
+    results_file: str | None = None,
+    num_images: int = NUM_IMAGES,
+) -> str:
+    """A grid of the first ``num_images`` validation images with their predicted skeletons,
+    written atomically as a PNG. Poses come from the evaluation's ``results_file`` when given,
+    else from a :class:`~keras_pose.inference.Predictor` on the ground-truth boxes."""
+    from keras_pose.data.coco import load_coco, read_dataset_info
+    from keras_pose.inference import draw_skeleton, save_png
+
+    coco = load_coco(ann_file)
+    info = read_dataset_info(ann_file, coco=coco)
+    image_ids = sorted(coco.getImgIds())[:num_images]
+    poses = (_poses_from_results(results_file, image_ids, info.num_keypoints)
+             if results_file and os.path.exists(results_file)
+             else _poses_from_model(model, coco, image_ids, info, image_dir))
+    tiles = []
+    for image_id in image_ids:
+        image = cv2.imread(_image_path(coco, image_dir, image_id))
+        if image is None:
+            continue
+        kept = poses.get(image_id, np.zeros((0, info.num_keypoints, 3)))
+        tiles.append(draw_skeleton(image, kept, info, score_threshold=SCORE_THRESHOLD,
+                                   draw_scores=False))
+    if not tiles:
+        raise FileNotFoundError(f"no readable validation image in {image_dir}")
+    return save_png(path, grid(tiles))
+
+
+def _poses_from_results(results_file: str, image_ids, num_keypoints: int) -> dict[int, np.ndarray]:
+    with open(results_file) as f:
+        results = json.load(f)
+    wanted = set(image_ids)
+    poses: dict[int, list[np.ndarray]] = {}
+    for entry in results:
+        if entry["image_id"] in wanted:
+            poses.setdefault(entry["image_id"], []).append(
+                np.reshape(np.asarray(entry["keypoints"], np.float64), (num_keypoints, 3)))
+    return {k: np.stack(v) for k, v in poses.items()}
+
+
+def _poses_from_model(model, coco, image_ids, info, image_dir) -> dict[int, np.ndarray]:
+    from keras_pose.inference import Predictor
+
+    predictor = Predictor(model, dataset_info=info)
+    poses = {}
+    for image_id in image_ids:
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
+                if a.get("num_keypoints", 0) > 0]
+        if anns:
+            boxes = np.array([a["bbox"] for a in anns], np.float64)
+            poses[image_id] = predictor(_image_path(coco, image_dir, image_id), boxes)
+    return poses
+
+
+def _image_path(coco, image_dir: str, image_id: int) -> str:
+    return os.path.join(image_dir, coco.loadImgs(image_id)[0]["file_name"])
+
+
+def grid(tiles: list[np.ndarray], columns: int = COLUMNS, height: int = TILE_HEIGHT) -> np.ndarray:
+    """Images scaled to one height, padded to one width, laid out in rows of ``columns``."""
+    scaled = [cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height))
+              for t in tiles]
+    width = max(t.shape[1] for t in scaled)
+    padded = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0))) for t in scaled]
+    while len(padded) % columns and len(padded) > columns:
+        padded.append(np.zeros_like(padded[0]))
+    rows = [np.concatenate(padded[i:i + columns], axis=1) for i in range(0, len(padded), columns)]
+    return np.concatenate(rows, axis=0)

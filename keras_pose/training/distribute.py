@@ -1,0 +1,102 @@
+"""Which ``tf.distribute`` strategy a run uses, and what that implies (chief, XLA).
+
+* ``TF_CONFIG`` naming more than one task: :class:`tf.distribute.MultiWorkerMirroredStrategy`
+  (one process per machine, every GPU of each; the same command on every worker).
+* otherwise, two or more visible GPUs: :class:`tf.distribute.MirroredStrategy` over all of them.
+* otherwise: the default strategy (one GPU, or the CPU).
+
+The multi-worker strategy must be created before TensorFlow runs anything else, so
+:func:`make_strategy` is the first thing :func:`keras_pose.training.train` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def cluster_size(tf_config: str | None = None) -> int:
+    """Number of tasks (chief + workers) in ``TF_CONFIG`` (1 without it)."""
+    raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not raw.strip():
+        return 1
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid json: {error}") from None
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+
+
+def make_strategy(kind: str = "auto", devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """The strategy for ``kind`` (see :data:`STRATEGIES` and the module docstring).
+
+    Args:
+        kind: ``"auto"``, ``"default"`` (no distribution), ``"mirrored"`` (all local GPUs,
+            or ``devices``) or ``"multi_worker"`` (from ``TF_CONFIG``).
+        devices: devices of a mirrored strategy (e.g. ``["/cpu:0", "/cpu:1"]`` with logical
+            CPUs); default: every GPU.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {kind!r}")
+    if kind == "auto":
+        if cluster_size() > 1:
+            kind = "multi_worker"
+        elif devices or len(tf.config.list_logical_devices("GPU")) > 1:
+            kind = "mirrored"
+        else:
+            kind = "default"
+    if kind == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        strategy = tf.distribute.get_strategy()
+    logger.info("strategy %s with %d replica(s)", type(strategy).__name__,
+                strategy.num_replicas_in_sync)
+    return strategy
+
+
+def logical_cpus(count: int) -> list[str]:
+    """Split the CPU into ``count`` logical devices (for a mirrored strategy on one machine
+    without GPUs, e.g. to test distribution) and return their names. Must run before
+    TensorFlow initialises its devices."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    )
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one process that writes files (always, unless multi-worker)."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def has_gpu() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_jit_compile(requested: Any, strategy: tf.distribute.Strategy) -> bool:
+    """XLA on or off. ``None``/``"auto"``: on with a GPU, off on CPU (XLA measured slower
+    there). Always off for a CPU-only mirrored strategy, where XLA fails with
+    "Trying to access resource ... located in device CPU:1 from device CPU:0"."""
+    cpu_mirrored = not has_gpu() and strategy.num_replicas_in_sync > 1
+    if requested in (None, "auto"):
+        return has_gpu() and not cpu_mirrored
+    requested = bool(requested)
+    if requested and cpu_mirrored:
+        logger.warning("jit_compile turned off: XLA fails under a CPU MirroredStrategy")
+        return False
+    return requested

@@ -1,0 +1,125 @@
+"""Learning-rate schedules of the original training recipes, as serializable Keras schedules.
+
+Both are functions of the optimizer's step counter (``optimizer.iterations``), so a resumed run
+continues on the same curve, and both are registered Keras objects, so a ``.keras`` file with a
+compiled optimizer loads again (``import keras_pose.training`` registers them).
+
+* :class:`WarmupLinearDecay` — MSPN/RSN (``lib/utils/solver.py``): linear warm-up from
+  ``warmup_factor`` x the peak, then a straight line down to 0 at ``total_steps``.
+* :class:`WarmupMultiStep` — tf-cpn's halving every 60 "epochs" (no warm-up), MMPose's CPM
+  recipe (warm-up from 0.001x, x0.1 at two milestones), and any step schedule.
+
+The warm-up factor at step ``t < W`` is ``f + (1 - f) t / W`` (the detectron/cvpack form the
+originals use), reaching 1 at ``t = W``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+
+def _warmup_factor(step, warmup_steps: int, warmup_factor: float):
+    """``f + (1 - f) * step / W`` below ``W`` steps, 1 from then on."""
+    if warmup_steps <= 0:
+        return ops.ones_like(step)
+    progress = ops.minimum(step / float(warmup_steps), 1.0)
+    return warmup_factor + (1.0 - warmup_factor) * progress
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then linear decay to 0.
+
+    Args:
+        learning_rate: the peak rate, reached at ``warmup_steps``.
+        total_steps: the rate is 0 from this step on.
+        warmup_steps: length of the warm-up (0: none).
+        warmup_factor: the warm-up starts at ``warmup_factor * learning_rate``.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        warmup_factor: float = 0.1,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}), "
+                             f"got {warmup_steps}")
+        self.learning_rate = float(learning_rate)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = float(warmup_factor)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = _warmup_factor(step, self.warmup_steps, self.warmup_factor)
+        remaining = (self.total_steps - step) / float(self.total_steps - self.warmup_steps)
+        decay = ops.clip(remaining, 0.0, 1.0)
+        factor = ops.where(step < self.warmup_steps, warm, decay)
+        return self.learning_rate * factor
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "learning_rate": self.learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "warmup_factor": self.warmup_factor,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
+    """``learning_rate * factor ** (number of boundaries passed)``, after an optional warm-up.
+
+    Args:
+        learning_rate: the rate after warm-up and before the first boundary.
+        boundaries: increasing steps at which the rate is multiplied by ``factor``
+            (the step itself already has the lower rate).
+        factor: the multiplier at each boundary (0.5 tf-cpn, 0.1 MMPose).
+        warmup_steps, warmup_factor: linear warm-up, as :class:`WarmupLinearDecay`.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        boundaries: Sequence[int] = (),
+        factor: float = 0.1,
+        warmup_steps: int = 0,
+        warmup_factor: float = 0.001,
+    ) -> None:
+        boundaries = [int(b) for b in boundaries]
+        if any(b <= a for a, b in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"boundaries must increase strictly, got {boundaries}")
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.learning_rate = float(learning_rate)
+        self.boundaries = boundaries
+        self.factor = float(factor)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = float(warmup_factor)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        passed = ops.zeros_like(step)
+        for boundary in self.boundaries:
+            passed = passed + ops.cast(step >= boundary, "float32")
+        decay = ops.power(self.factor, passed)
+        return self.learning_rate * decay * _warmup_factor(
+            step, self.warmup_steps, self.warmup_factor
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "learning_rate": self.learning_rate,
+            "boundaries": list(self.boundaries),
+            "factor": self.factor,
+            "warmup_steps": self.warmup_steps,
+            "warmup_factor": self.warmup_factor,
+        }

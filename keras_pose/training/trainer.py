@@ -1,0 +1,471 @@
+"""`train`: a pose model on a COCO-format folder, end to end, resumable, on any strategy.
+
+    strategy -> data (COCO folder, or the synthetic set rendered once) -> model and optimizer
+    (built inside ``strategy.scope()``) -> ``model.fit`` with the callbacks of
+    :mod:`keras_pose.training.callbacks` -> final model, COCO AP, summary (-> SavedModel export
+    and a picture of predictions).
+
+Output folder::
+
+    model.keras            final model (with optimizer), written atomically
+    best.keras             the model of the best validation AP
+    checkpoints/epoch_NNN.keras   end-of-epoch checkpoints (newest ``keep_checkpoints``)
+    backup/                weights + optimizer + counters every ``backup_every`` steps (--resume)
+    logs/                  TensorBoard event files (losses, learning rate, AP)
+    summary.json           configuration, history and final metrics
+    saved_model/           TF Serving export (``export=True``)
+    predictions.png        predicted skeletons on validation images (``draw=True``)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import keras
+
+from keras_pose.training import checkpoints
+from keras_pose.training.callbacks import (
+    CocoEvaluation,
+    EpochCheckpoint,
+    LearningRateLogger,
+    RecordHistory,
+    RunProgress,
+    StepBackup,
+    SyncReplicaStatistics,
+    TensorBoardLogger,
+)
+from keras_pose.training.checkpoints import TrainingState
+from keras_pose.training.data import TrainingInput
+from keras_pose.training.distribute import (
+    is_chief,
+    logical_cpus,
+    make_strategy,
+    resolve_jit_compile,
+)
+from keras_pose.training.models import build_model, model_entry
+from keras_pose.training.recipes import make_optimizer, recipe_for
+
+logger = logging.getLogger(__name__)
+
+FINAL_MODEL = "model.keras"
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_PNG = "predictions.png"
+SAVED_MODEL_DIR = "saved_model"
+SYNTHETIC_DIR = "synthetic"
+
+# The embedded main job: what a run without a data folder trains (on the synthetic set),
+# sized to finish in about 15 minutes on 2 CPU cores (see benchmarks/train_throughput.md).
+SYNTHETIC_DEFAULTS = {
+    "model": "rsn18",
+    "input_size": (128, 96),
+    "batch_size": 32,
+    "epochs": 12,
+    "steps_per_epoch": None,
+    "learning_rate": 2e-3,
+    "eval_every": 4,
+    "num_train_images": 1500,
+    "num_val_images": 100,
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run is made of. ``None`` means: the family's (or the main job's) default.
+
+    Data:
+        data_dir: COCO layout (``annotations/person_keypoints_{train,val}2017.json``,
+            ``train2017/``, ``val2017/``); ``None`` renders the synthetic set into
+            ``<out_dir>/synthetic`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`.
+        det_file: person detections for the validation AP (default: ground-truth boxes).
+        train_split, val_split: split names under ``data_dir``.
+        num_train_images, num_val_images: size of the synthetic set.
+        augment: ``None`` the family's original augmentation, ``False`` none, or a dict of
+            overrides (:func:`keras_pose.data.augment_config_for`).
+    Model:
+        model: a name of :data:`keras_pose.training.models.MODELS`.
+        model_kwargs: further constructor arguments.
+        input_size: ``(height, width)``.
+    Optimisation:
+        epochs: default: as many samples as the original saw (:class:`FamilyRecipe`).
+        steps_per_epoch: default: one pass over the training people.
+        batch_size: global crops per step (default: the original's per-GPU batch x replicas).
+        learning_rate: base (peak) rate; default the family's, scaled to the batch.
+        schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
+        mixed_precision: float16 compute on GPU, bfloat16 on CPU.
+        jit_compile: XLA; ``None``: on with a GPU, off on CPU.
+        seed: data order, augmentation and initial weights.
+        deterministic: TensorFlow op determinism (bit-reproducible, slower).
+    Distribution:
+        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"``.
+        cpu_replicas: split the CPU into this many logical devices for a mirrored strategy.
+    Output:
+        out_dir: the run folder (see the module docstring).
+        resume: continue from ``<out_dir>/backup`` (mid-epoch, exactly where it stopped).
+        backup_every: steps between backups (and at every epoch end).
+        keep_checkpoints: end-of-epoch ``.keras`` files kept (0: all).
+        eval_every: epochs between COCO AP evaluations (0: only at the end).
+        eval_max_images: evaluate on the first N validation images only.
+        eval_batch_size: crops per prediction call.
+        tensorboard: write ``logs/``; batch scalars every ``tensorboard_every`` steps.
+        export: write a TF Serving SavedModel of the final model.
+        draw: write ``predictions.png``.
+        verbose: Keras ``fit`` verbosity.
+    """
+
+    data_dir: str | None = None
+    det_file: str | None = None
+    train_split: str = "train2017"
+    val_split: str = "val2017"
+    num_train_images: int | None = None
+    num_val_images: int | None = None
+    augment: Any = None
+    model: str | None = None
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    schedule: str = "family"
+    mixed_precision: bool = False
+    jit_compile: bool | None = None
+    seed: int = 0
+    deterministic: bool = False
+    strategy: str = "auto"
+    cpu_replicas: int = 0
+    out_dir: str | None = None
+    resume: bool = False
+    backup_every: int = 200
+    keep_checkpoints: int = 3
+    eval_every: int | None = None
+    eval_max_images: int | None = None
+    eval_batch_size: int = 32
+    tensorboard: bool = True
+    tensorboard_every: int = 50
+    export: bool = True
+    draw: bool = True
+    verbose: Any = "auto"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data_dir is None
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the main job's defaults filled in (synthetic data only) and the
+        remaining fixed defaults (model, out_dir, eval period)."""
+        config = dataclasses.replace(self)
+        if config.synthetic:
+            for field, value in SYNTHETIC_DEFAULTS.items():
+                if field == "model" or getattr(config, field) is not None:
+                    continue
+                if field in ("batch_size", "epochs", "learning_rate", "input_size") and (
+                    config.model not in (None, SYNTHETIC_DEFAULTS["model"])
+                ):
+                    continue  # the main job's numbers are for its own model
+                setattr(config, field, value)
+            config.model = config.model or SYNTHETIC_DEFAULTS["model"]
+        if config.model is None:
+            raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
+        model_entry(config.model)
+        config.out_dir = config.out_dir or os.path.join("work_dirs", config.model)
+        config.eval_every = 5 if config.eval_every is None else config.eval_every
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPaths:
+    train_annotations: str
+    train_images: str
+    val_annotations: str
+    val_images: str
+    det_file: str | None
+
+
+def data_paths(config: TrainConfig) -> DataPaths:
+    """The splits of ``config.data_dir``, or of the synthetic set (rendered if missing)."""
+    if config.synthetic:
+        from keras_pose.data.synthetic import make_coco_layout
+
+        layout = make_coco_layout(os.path.join(config.out_dir, SYNTHETIC_DIR),
+                                  config.num_train_images, config.num_val_images, seed=0)
+        train, val = layout["train2017"], layout["val2017"]
+        return DataPaths(train["annotation_file"], train["image_dir"], val["annotation_file"],
+                         val["image_dir"], config.det_file)
+    paths = DataPaths(
+        os.path.join(config.data_dir, "annotations", f"person_keypoints_{config.train_split}.json"),
+        os.path.join(config.data_dir, config.train_split),
+        os.path.join(config.data_dir, "annotations", f"person_keypoints_{config.val_split}.json"),
+        os.path.join(config.data_dir, config.val_split),
+        config.det_file,
+    )
+    for path in dataclasses.astuple(paths):
+        if path is not None and not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: data_dir must be a COCO layout "
+                                    "(annotations/, train2017/, val2017/)")
+    return paths
+
+
+def set_precision(mixed: bool) -> str:
+    from keras_pose.training.distribute import has_gpu
+
+    policy = ("mixed_float16" if has_gpu() else "mixed_bfloat16") if mixed else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+@dataclasses.dataclass
+class Run:
+    """A prepared run: strategy, data, compiled model and its state."""
+
+    config: TrainConfig
+    strategy: Any
+    paths: DataPaths
+    model: Any
+    inputs: TrainingInput
+    state: TrainingState
+    jit_compile: bool
+    policy: str
+    started: float
+
+    @property
+    def total_steps(self) -> int:
+        return self.state.epochs * self.state.steps_per_epoch
+
+
+def prepare(config: TrainConfig) -> Run:
+    """Strategy, data, model and optimizer of ``config`` (resolved), restored from the backup
+    with ``resume``."""
+    started = time.perf_counter()
+    devices = logical_cpus(config.cpu_replicas) if config.cpu_replicas > 1 else None
+    strategy = make_strategy("mirrored" if devices else config.strategy, devices)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    policy = set_precision(config.mixed_precision)
+    paths = data_paths(config)
+
+    from keras_pose.data.coco import load_coco_records, read_dataset_info
+    from keras_pose.data.transforms import resolve_augment
+
+    info = read_dataset_info(paths.train_annotations)
+    records = load_coco_records(paths.train_annotations, paths.train_images, info)
+    with strategy.scope():
+        model = build_model(config.model, config.input_size, info.num_keypoints,
+                            **config.model_kwargs)
+    recipe = recipe_for(model.spec.family)
+    batch = config.batch_size or recipe.batch_per_replica * strategy.num_replicas_in_sync
+    inputs = TrainingInput(model.spec, records, info, resolve_augment(model.spec, config.augment),
+                           batch, config.seed)
+    inputs.check_batch(strategy.num_replicas_in_sync)
+    steps_per_epoch = config.steps_per_epoch or inputs.steps_per_pass()
+    epochs = config.epochs or recipe.default_epochs(steps_per_epoch * batch)
+    state = resumed_state(config, steps_per_epoch, batch, epochs)
+
+    jit = resolve_jit_compile(config.jit_compile, strategy)
+    with strategy.scope():
+        optimizer = make_optimizer(model, epochs * steps_per_epoch, batch, config.learning_rate,
+                                   config.schedule)
+        model.compile(optimizer=optimizer, jit_compile=jit)
+        model.optimizer.build(model.trainable_variables)
+        if state.global_step:
+            checkpoints.restore_backup(model, config.out_dir, state)
+    return Run(config, strategy, paths, model, inputs, state, jit, policy, started)
+
+
+def resumed_state(config: TrainConfig, steps_per_epoch: int, batch: int, epochs: int) -> TrainingState:
+    """The saved state with ``resume`` (checked against this run's layout), else a fresh one."""
+    fresh = TrainingState(steps_per_epoch=steps_per_epoch, global_batch=batch, seed=config.seed,
+                          epochs=epochs)
+    if not config.resume:
+        return fresh
+    state = checkpoints.load_state(config.out_dir)
+    if state is None:
+        logger.warning("--resume: no backup in %s, starting from scratch", config.out_dir)
+        return fresh
+    state.check_compatible(steps_per_epoch, batch, config.seed)
+    if state.epochs != epochs:
+        logger.warning("resuming a run of %d epochs as one of %d: the learning-rate schedule "
+                       "stretches accordingly", state.epochs, epochs)
+        state.epochs = epochs
+    logger.info("resuming at global step %d (epoch %d, step %d of %d)", state.global_step,
+                state.epoch + 1, state.step_in_epoch, steps_per_epoch)
+    return state
+
+
+def make_evaluate(run: Run) -> Callable[[Any], dict[str, Any]]:
+    from keras_pose.evaluation import evaluate_coco
+
+    config, paths = run.config, run.paths
+    results = os.path.join(config.out_dir, "eval", "person_keypoints_results.json")
+
+    def evaluate(model):
+        return evaluate_coco(model, paths.val_annotations, paths.val_images,
+                             det_file=paths.det_file, batch_size=config.eval_batch_size,
+                             max_images=config.eval_max_images, results_file=results,
+                             progress=False)
+
+    return evaluate
+
+
+def make_callbacks(run: Run, progress: RunProgress) -> tuple[list, CocoEvaluation]:
+    """The run's callbacks in their required order (see :mod:`~keras_pose.training.callbacks`);
+    only the chief writes files."""
+    config, chief = run.config, is_chief(run.strategy)
+    out = config.out_dir
+    evaluation = CocoEvaluation(make_evaluate(run), out if chief else None, progress,
+                                config.eval_every, run.state.epochs - 1)
+    callbacks = [progress, LearningRateLogger(),
+                 SyncReplicaStatistics(progress, config.backup_every)]
+    if chief:
+        callbacks += [evaluation, RecordHistory(progress),
+                      EpochCheckpoint(out, config.keep_checkpoints),
+                      StepBackup(out, progress, config.backup_every)]
+        if config.tensorboard:
+            callbacks.append(TensorBoardLogger(os.path.join(out, "logs"), progress,
+                                               config.tensorboard_every))
+    return callbacks, evaluation
+
+
+def fit(run: Run, callbacks: list) -> None:
+    """``model.fit`` from the state's global step to the end: the rest of an interrupted epoch
+    first (a ``fit`` call of its remaining steps), then whole epochs; the data stream starts
+    where it stopped."""
+    state, model = run.state, run.model
+    verbose = run.config.verbose if is_chief(run.strategy) else 0
+    while state.global_step < run.total_steps:
+        epoch, done = state.epoch, state.step_in_epoch
+        extra = []
+        if done:
+            logger.info("resuming epoch %d at step %d of %d", epoch + 1, done,
+                        state.steps_per_epoch)
+            extra = [StopAfterEpoch(epoch)]
+        data = run.inputs.distributed(run.strategy, state.global_step)
+        model.fit(data, epochs=state.epochs, initial_epoch=epoch,
+                  steps_per_epoch=state.steps_per_epoch - done, callbacks=callbacks + extra,
+                  verbose=verbose, shuffle=False)
+        if not done or state.step_in_epoch:
+            break  # the run is complete, or a callback stopped it
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Ends ``fit`` after epoch ``epoch`` (the shortened epoch of a resumed run)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            self.model.stop_training = True
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run ``config`` to the end; returns the summary (also written to ``summary.json``)."""
+    return execute(prepare(config.resolved()))
+
+
+def execute(run: Run) -> dict[str, Any]:
+    """Train a prepared run to its last step, then (on the chief) save the final model,
+    evaluate it, export and draw it, and write and print the summary."""
+    progress = RunProgress(run.state)
+    callbacks, evaluation = make_callbacks(run, progress)
+    log_plan(run)
+    fit(run, callbacks)
+    if not is_chief(run.strategy):
+        return {"global_step": run.state.global_step}
+    out = run.config.out_dir
+    checkpoints.save_model(run.model, os.path.join(out, FINAL_MODEL))
+    metrics = evaluation.last_metrics
+    if metrics is None or metrics["epoch"] != run.state.epochs:
+        metrics = {**make_evaluate(run)(run.model), "epoch": run.state.epochs}
+    artifacts = finish(run, metrics)
+    summary = make_summary(run, metrics, artifacts, time.perf_counter() - run.started)
+    checkpoints.write_json(summary, os.path.join(out, SUMMARY_FILE))
+    print(summary_line(summary), flush=True)
+    return summary
+
+
+def log_plan(run: Run) -> None:
+    state, config = run.state, run.config
+    logger.info(
+        "training %s (%s, %s) on %d people: %d epochs x %d steps of %d crops, %s, jit_compile=%s,"
+        " %d replica(s), out %s", config.model, "x".join(map(str, run.model.spec.input_size)),
+        run.policy, len(run.inputs.records), state.epochs, state.steps_per_epoch,
+        state.global_batch, describe_learning_rate(run.model.optimizer), run.jit_compile,
+        run.strategy.num_replicas_in_sync, config.out_dir)
+
+
+def describe_learning_rate(optimizer: Any) -> str:
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = optimizer._learning_rate  # noqa: SLF001  (the schedule object, not its value)
+    name = type(optimizer).__name__
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return f"{name} {type(schedule).__name__}{schedule.get_config()}"
+    return f"{name} lr {float(keras.ops.convert_to_numpy(schedule)):g}"
+
+
+def finish(run: Run, metrics: dict[str, Any]) -> dict[str, str]:
+    """The export and the picture of predictions, as configured; returns their paths."""
+    from keras_pose.training.artifacts import draw_predictions, export_saved_model
+
+    artifacts = {"model": os.path.join(run.config.out_dir, FINAL_MODEL)}
+    if run.state.best_ap is not None:
+        artifacts["best_model"] = os.path.join(run.config.out_dir, "best.keras")
+    if run.config.export:
+        artifacts["saved_model"] = export_saved_model(
+            run.model, os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
+    if run.config.draw:
+        artifacts["predictions"] = draw_predictions(
+            run.model, run.paths.val_annotations, run.paths.val_images,
+            os.path.join(run.config.out_dir, PREDICTIONS_PNG), metrics.get("results_file"))
+    return artifacts
+
+
+def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
+                 seconds: float) -> dict[str, Any]:
+    state, config = run.state, run.config
+    names = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+    return {
+        "model": config.model,
+        "input_size": list(run.model.spec.input_size),
+        "data": config.data_dir or "synthetic",
+        "epochs": state.epochs,
+        "steps_per_epoch": state.steps_per_epoch,
+        "global_step": state.global_step,
+        "global_batch": state.global_batch,
+        "replicas": run.strategy.num_replicas_in_sync,
+        "jit_compile": run.jit_compile,
+        "precision": run.policy,
+        "metrics": {k: float(metrics[k]) for k in names if k in metrics},
+        "best_ap": state.best_ap,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "artifacts": artifacts,
+        "seconds": seconds,
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if _jsonable(v)},
+    }
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run's last line: final AP, best AP, size of the run, wall time, model file."""
+    m = summary["metrics"]
+    best = summary["best_ap"]
+    best_text = "n/a" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"
+    return (
+        f"FINAL {summary['model']} {'x'.join(map(str, summary['input_size']))}: "
+        f"AP {m['AP']:.4f} | AP50 {m['AP50']:.4f} | AR {m['AR']:.4f} | best AP {best_text} | "
+        f"{summary['epochs']} epochs, {summary['global_step']} steps of {summary['global_batch']}"
+        f" | {summary['seconds']:.0f} s | {summary['artifacts']['model']}"
+    )
+
+

@@ -1,0 +1,86 @@
+"""Convert an MMPose 1.x checkpoint into keras-pose weights.
+
+    python recipes/convert_mmpose.py CHECKPOINT --model rsn50 --out rsn50.weights.h5
+
+``--model`` is one of ``rsn18``, ``rsn50``, ``2xrsn50``, ``3xrsn50``, ``mspn50``, ``2xmspn50``,
+``3xmspn50``, ``4xmspn50``, ``cpm`` (256x192; ``--input-size 384 288`` for the 384x288 config)
+and ``hourglass52`` (256x256; ``--input-size 384 384``). CHECKPOINT is the ``.pth`` from
+MMPose's model zoo (state dict at the top level or under ``"state_dict"``; reading it needs
+PyTorch: ``pip install 'keras-pose[torch]'``) or an ``.npz`` of the same keys. Every tensor must
+map one-to-one onto the ``variant="mmpose"`` model, otherwise the unmatched keys and shapes are
+listed and nothing is written. Load the result with the same builder, e.g.
+``keras_pose.models.RSN50(variant="mmpose", weights="rsn50.weights.h5")``; that model takes the
+**RGB** crop (``model.spec.channel_order``) and normalises it inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_SIZES = {"cpm": (256, 192), "hourglass52": (256, 256)}
+
+
+def mmpose_builders() -> dict[str, Callable[..., object]]:
+    """``--model`` name -> ``builder(input_shape) -> keras-pose model`` of MMPose's graph."""
+    from keras_pose.models.cpm import CPMModel
+    from keras_pose.models.hourglass52 import Hourglass52Model
+    from keras_pose.models.mspn import MSPN
+    from keras_pose.models.rsn import RSN
+
+    builders: dict[str, Callable[..., object]] = {
+        "rsn18": lambda shape: RSN(depth=18, input_shape=shape, variant="mmpose"),
+        "cpm": lambda shape: CPMModel(input_shape=shape, variant="mmpose"),
+        "hourglass52": lambda shape: Hourglass52Model(input_shape=shape),
+    }
+    for stages in (1, 2, 3, 4):
+        prefix = f"{stages}x" if stages > 1 else ""
+        builders[f"{prefix}mspn50"] = lambda shape, s=stages: MSPN(
+            num_stages=s, input_shape=shape, variant="mmpose"
+        )
+        builders[f"{prefix}rsn50"] = lambda shape, s=stages: RSN(
+            depth=50, num_stages=s, input_shape=shape, variant="mmpose"
+        )
+    return builders
+
+
+MODEL_NAMES = (
+    "rsn18", "rsn50", "2xrsn50", "3xrsn50", "4xrsn50",
+    "mspn50", "2xmspn50", "3xmspn50", "4xmspn50", "cpm", "hourglass52",
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="MMPose .pth (or .npz of its state dict)")
+    parser.add_argument("--model", required=True, choices=MODEL_NAMES)
+    parser.add_argument("--out", required=True, help="output .weights.h5")
+    parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from keras_pose.convert import WeightMappingError, read_torch_state_dict, save_weights_atomic
+    from keras_pose.convert.mmpose import load_mmpose_weights
+
+    size = tuple(args.input_size or DEFAULT_SIZES.get(args.model, (256, 192)))
+    try:
+        state_dict = read_torch_state_dict(args.checkpoint)  # fail fast, before building
+        model = mmpose_builders()[args.model]((*size, 3))
+        count = load_mmpose_weights(model, state_dict, description=args.checkpoint)
+    except (WeightMappingError, FileNotFoundError, ImportError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    save_weights_atomic(model, args.out)
+    print(f"{args.checkpoint}: {count} variables -> {args.out} ({model.name}, "
+          f"{model.spec.channel_order} input {size[0]}x{size[1]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

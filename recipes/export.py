@@ -1,0 +1,170 @@
+"""Export a keras-pose model to TF Serving (SavedModel), LiteRT (TFLite) and/or ONNX.
+
+    python recipes/export.py --format saved_model|litert|onnx|all
+        [--model rsn18 | --keras FILE] [--weights FILE] [--input-size H W]
+        [--quantize float16|int8] [--out DIR] [--name NAME --version N]
+
+Examples::
+
+    python recipes/export.py --format saved_model --model rsn18 --weights rsn18.weights.h5
+    python recipes/export.py --format all --keras runs/cpn50/best.keras --name cpn50 --version 3
+    python recipes/export.py --format litert --model mspn --quantize int8 \\
+        --calibration annotations/person_keypoints_val2017.json val2017
+
+Layout under ``--out`` (default ``savedmodels``): ``<name>/<version>/`` (the SavedModel, as TF
+Serving expects; ``models.config`` gains an entry for ``<name>``), ``<name>/<name>.tflite``
+(``-float16`` / ``-int8`` suffix when quantized) and ``<name>/<name>.onnx``. Every file is
+checked against the Keras model before it is moved into place. int8 needs calibration crops:
+``--calibration ANN_FILE IMAGE_DIR`` (COCO format, un-augmented crops of its boxes), else a small
+synthetic set is generated (enough to try the path, not to deploy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Callable, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FORMATS = ("saved_model", "litert", "onnx")
+MODEL_NAMES = ("cpn50", "cpn101", "mspn", "rsn18", "rsn50", "cpm", "hourglass")
+
+
+def _builders() -> dict[str, Callable]:
+    """``--model`` names -> builders taking ``input_shape`` (full-size originals by default)."""
+    from keras_pose.models.cpm import CPM
+    from keras_pose.models.cpn import CPN50, CPN101
+    from keras_pose.models.hourglass import StackedHourglass
+    from keras_pose.models.mspn import MSPN
+    from keras_pose.models.rsn import RSN18, RSN50
+
+    return {
+        "cpn50": CPN50,
+        "cpn101": CPN101,
+        "mspn": lambda **kw: MSPN(num_stages=2, **{k: v for k, v in kw.items() if k != "compile"}),
+        "rsn18": RSN18,
+        "rsn50": RSN50,
+        "cpm": CPM,
+        "hourglass": StackedHourglass,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Export a keras-pose model, checked against Keras.")
+    parser.add_argument("--format", choices=(*FORMATS, "all"), default="saved_model")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", choices=MODEL_NAMES, help="build this architecture (default rsn18)")
+    source.add_argument("--keras", metavar="FILE", help="a saved .keras keras-pose model")
+    parser.add_argument("--weights", metavar="FILE", help=".weights.h5 file to load")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="crop size of a built --model (default: the family's)")
+    parser.add_argument("--quantize", choices=("float16", "int8"), help="LiteRT quantization")
+    parser.add_argument("--calibration", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"),
+                        help="COCO data whose box crops calibrate int8")
+    parser.add_argument("--num-calibration", type=int, default=64, help="int8 calibration crops")
+    parser.add_argument("--allow-non-gpu-ops", action="store_true",
+                        help="write a .tflite even if an op is outside the GPU delegate's list")
+    parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
+    parser.add_argument("--name", help="model name (default: --model, or the model's name)")
+    parser.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
+    parser.add_argument("--no-flip", action="store_true", help="no flip test in predict_image")
+    parser.add_argument("--keypoints-from", metavar="ANN_FILE",
+                        help="COCO annotation file giving the left/right pairs (default COCO-17)")
+    return parser
+
+
+def load_model(args: argparse.Namespace):
+    """The model of ``--keras`` or ``--model`` (+ ``--input-size``), with ``--weights``."""
+    if args.keras:
+        import keras
+
+        import keras_pose.models.cpm  # noqa: F401  (register every family for load_model)
+        import keras_pose.models.cpn  # noqa: F401
+        import keras_pose.models.hourglass  # noqa: F401
+        import keras_pose.models.mspn  # noqa: F401
+        import keras_pose.models.rsn  # noqa: F401
+
+        if args.input_size:
+            raise SystemExit("--input-size applies to --model; a .keras file fixes its input size")
+        if not os.path.isfile(args.keras):
+            raise FileNotFoundError(f"model file not found: {args.keras}")
+        model = keras.models.load_model(args.keras, compile=False)
+    else:
+        kwargs = {"compile": False}
+        if args.input_size:
+            kwargs["input_shape"] = (*args.input_size, 3)
+        model = _builders()[args.model or "rsn18"](**kwargs)
+    if args.weights:
+        if not os.path.isfile(args.weights):
+            raise FileNotFoundError(f"weights file not found: {args.weights}")
+        model.load_weights(args.weights)
+    elif not args.keras:
+        print("warning: exporting random weights (no --weights given)", file=sys.stderr)
+    return model
+
+
+def calibration_data(model, args: argparse.Namespace):
+    """Un-augmented crops for int8 calibration: ``--calibration`` data, else synthetic people."""
+    from keras_pose.data import build_dataset
+
+    if args.calibration:
+        ann_file, image_dir = args.calibration
+        return build_dataset(model, ann_file, image_dir, batch_size=8, training=False)
+    from keras_pose.data.synthetic import make_coco_layout
+
+    print("note: calibrating int8 on synthetic people (pass --calibration for real data)")
+    folder = tempfile.mkdtemp(prefix="keras_pose_calibration_")
+    paths = make_coco_layout(folder, num_train=1, num_val=max(8, args.num_calibration // 2))["val2017"]
+    return build_dataset(model, paths["annotation_file"], paths["image_dir"], batch_size=8, training=False)
+
+
+def flip_indices(model, args: argparse.Namespace):
+    """``(flip, flip_indices)`` for ``predict_image``."""
+    if args.no_flip or not model.spec.flip_test:
+        return False, None
+    if args.keypoints_from:
+        from keras_pose.data.coco import read_dataset_info
+
+        return True, read_dataset_info(args.keypoints_from).flip_indices
+    if model.spec.num_keypoints != 17:
+        print("warning: no --keypoints-from for a non-COCO model: predict_image without flip test",
+              file=sys.stderr)
+        return False, None
+    return True, None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from keras_pose import export
+
+    model = load_model(args)
+    name = args.name or args.model or model.name
+    folder = os.path.join(args.out, name)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    written = []
+    if "saved_model" in formats:
+        flip, indices = flip_indices(model, args)
+        written.append(export.saved_model(model, folder, version=args.version, flip=flip, flip_indices=indices))
+        written.append(export.add_to_models_config(args.out, name))
+    if "litert" in formats:
+        suffix = f"-{args.quantize}" if args.quantize else ""
+        data = calibration_data(model, args) if args.quantize == "int8" else None
+        written.append(
+            export.litert(
+                model, os.path.join(folder, f"{name}{suffix}.tflite"), args.quantize, data,
+                num_calibration=args.num_calibration,
+                require_gpu_compatible=not args.allow_non_gpu_ops,
+            )
+        )  # fmt: skip
+    if "onnx" in formats:
+        written.append(export.onnx(model, os.path.join(folder, f"{name}.onnx")))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
