@@ -12,7 +12,7 @@ import pytest
 from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, random_crops
 
 from keras_pose.layers import BilinearUpsample
-from keras_pose.models.mspn import MSPN, output_names
+from keras_pose.models.mspn import MSPN, multi_stage_spec, output_names
 
 # MMPose 1.3.2, measured (td-hm_mspn50 / 2x / 3x / 4x, 256x192): MMPose's convs before BN have
 # no bias; the original's (nn.Conv2d default) do. originals.md §6.6: analytic counts of the
@@ -79,7 +79,8 @@ def check_parameter_counts(counts: dict[str, int], mmpose: int, original: float)
 def check_bn_and_bias(model: keras.Model, epsilon: float, momentum: float) -> None:
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
-    convs = [l for l in layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    convs = [l for l in layers if isinstance(l, conv_types)]
     assert bns and convs and len(bns) == len(convs)  # every conv is followed by a BN
     assert {(bn.epsilon, bn.momentum) for bn in bns} == {(epsilon, momentum)}
     assert all(conv.use_bias for conv in convs)
@@ -103,10 +104,14 @@ def one_training_step(model) -> float:
     x = random_crops(model, batch=2)
     h, w = model.spec.heatmap_size()
     k = model.spec.num_keypoints
-    y = {name: rng.uniform(0, 255, (2, h, w, k)).astype("float32") for name in model.spec.output_names}
-    weights = {name: np.ones((2, k), "float32") for name in model.spec.output_names}
+    names = model.spec.output_names
+    y = {name: rng.uniform(0, 255, (2, h, w, k)).astype("float32") for name in names}
+    weights = {name: np.ones((2, k), "float32") for name in names}
+    kernel = model.get_layer("stem_conv").conv.kernel
+    before = np.asarray(kernel).copy()
     model.compile(run_eagerly=True)
     history = model.fit(x, y, sample_weight=weights, batch_size=2, epochs=1, verbose=0)
+    assert not np.allclose(np.asarray(kernel), before), "the step did not update the weights"
     return float(history.history["loss"][-1])
 
 
@@ -145,7 +150,8 @@ def test_architecture_follows_the_original(small_mspn):
     assert model.get_layer("stem_conv").kernel_size == 7
     assert tuple(model.get_layer("stem_pool").output.shape[1:]) == (32, 24, 64)
     # the units read x4..x1 = 2048/1024/512/256 channels at strides 32/16/8/4
-    for unit, (channels, h, w) in enumerate([(2048, 4, 3), (1024, 8, 6), (512, 16, 12), (256, 32, 24)], 1):
+    levels = [(2048, 4, 3), (1024, 8, 6), (512, 16, 12), (256, 32, 24)]
+    for unit, (channels, h, w) in enumerate(levels, 1):
         lateral = model.get_layer(f"stage1_unit{unit}_lateral")
         assert tuple(lateral.input.shape[1:]) == (h, w, channels)
         assert lateral.filters == 256 and lateral.activation is None
@@ -199,7 +205,8 @@ def test_spec_coarse_to_fine_targets_and_test_box(small_mspn):
     assert all(o.stride == 4 for o in spec.outputs)
     # MSPN's COCO test box: x * (1 + 0.09), y * (1 + 0.135), then the aspect-ratio fix
     assert spec.box_extension == (1.09, 1.135) and spec.flip_test
-    assert [o.codec.kernel_size for o in MSPN(1, input_shape=(64, 64, 3)).spec.outputs] == [11, 9, 7, 5]
+    one_stage = multi_stage_spec("mspn", (64, 64), 17, num_stages=1)
+    assert [o.codec.kernel_size for o in one_stage.outputs] == [11, 9, 7, 5]
 
 
 def test_normalization_is_bgr_imagenet(small_mspn):

@@ -85,8 +85,8 @@ def test_rsb_widths_strides_and_bn_constants(small_rsn):
     assert [block.strides for block in blocks] == [1, 1, 2, 1, 2, 1, 2, 1]
     assert [block.shortcut is not None for block in blocks] == [False] * 2 + [True, False] * 3
     # the up units read 512/256/128/64 channels (expansion 1)
-    lateral_inputs = [small_rsn.get_layer(f"stage1_unit{u}_lateral").input.shape[-1] for u in range(1, 5)]
-    assert lateral_inputs == [512, 256, 128, 64]
+    laterals = [small_rsn.get_layer(f"stage1_unit{u}_lateral") for u in range(1, 5)]
+    assert [lateral.input.shape[-1] for lateral in laterals] == [512, 256, 128, 64]
     check_bn_and_bias(small_rsn, 1e-3, 0.99)  # the PRM's BNs included
     check_weight_decay(small_rsn, 1e-5)
 

@@ -2,9 +2,11 @@
 
 from keras_pose.layers.basic_block import BasicBlock
 from keras_pose.layers.bottleneck import Bottleneck
-from keras_pose.layers.conv_bn import ConvBN, LateralBlock
+from keras_pose.layers.conv_bn import ConvBN, ConvBNBlock, LateralBlock
 from keras_pose.layers.normalization import PixelNormalization
+from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.layers.residual import PreActResidual
+from keras_pose.layers.rsb import ResidualStepsBlock
 from keras_pose.layers.upsample import BilinearUpsample, interpolation_matrix
 
 __all__ = [
@@ -12,8 +14,11 @@ __all__ = [
     "BilinearUpsample",
     "Bottleneck",
     "ConvBN",
+    "ConvBNBlock",
     "LateralBlock",
     "PixelNormalization",
+    "PoseRefineMachine",
     "PreActResidual",
+    "ResidualStepsBlock",
     "interpolation_matrix",
 ]

@@ -7,11 +7,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_pose.layers.conv_bn import ConvBN
+from keras_pose.layers.conv_bn import ConvBNBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class BasicBlock(keras.layers.Layer):
+class BasicBlock(ConvBNBlock):
     """3x3 (carries the stride) -> 3x3 without ReLU, plus shortcut, then ReLU.
 
     torchvision's ``BasicBlock`` (expansion 1). The shortcut is a 1x1 conv (with the stride) +
@@ -36,36 +36,23 @@ class BasicBlock(keras.layers.Layer):
         kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            use_bias=use_bias,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
         self.filters = filters
         self.strides = strides
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.conv1 = self._conv_bn(3, strides, "relu", "conv1")
-        self.conv2 = self._conv_bn(3, 1, None, "conv2")
+        self.conv1 = self.conv_bn(self.filters, 3, strides, "relu", "conv1")
+        self.conv2 = self.conv_bn(self.filters, 3, 1, None, "conv2")
         self.shortcut = None
-
-    def _conv_bn(self, kernel_size, strides, activation, name) -> ConvBN:
-        return ConvBN(
-            self.filters,
-            kernel_size,
-            strides=strides,
-            use_bias=self.use_bias,
-            activation=activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-            name=name,
-        )
 
     def build(self, input_shape) -> None:
         if input_shape[-1] != self.filters or self.strides != 1:
-            self.shortcut = self._conv_bn(1, self.strides, None, "shortcut")
+            self.shortcut = self.conv_bn(self.filters, 1, self.strides, None, "shortcut")
             self.shortcut.build(input_shape)
         self.conv1.build(input_shape)
         self.conv2.build(self.conv1.compute_output_shape(input_shape))
@@ -84,12 +71,5 @@ class BasicBlock(keras.layers.Layer):
         config.update(
             filters=self.filters,
             strides=self.strides,
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
         )
         return config

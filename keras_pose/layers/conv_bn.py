@@ -156,3 +156,68 @@ class LateralBlock(ConvBN):
         if kwargs["kernel_size"] != 1:
             raise ValueError(f"LateralBlock is a 1x1 conv, got kernel_size={kwargs['kernel_size']}")
         super().__init__(filters, **kwargs)
+
+
+class ConvBNBlock(keras.layers.Layer):
+    """Base of the composite blocks (Bottleneck, BasicBlock, RSB, PRM): the conv/BN options
+    every inner :class:`ConvBN` shares, a factory for those convs, and their config.
+
+    Args:
+        use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: see
+            :class:`ConvBN`; applied to every conv of the block.
+    """
+
+    def __init__(
+        self,
+        use_bias: bool = False,
+        bn_epsilon: float = 1e-5,
+        bn_momentum: float = 0.9,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def conv_bn(
+        self,
+        filters: int,
+        kernel_size: int,
+        strides: int = 1,
+        activation: str | None = "relu",
+        name: str | None = None,
+        depthwise: bool = False,
+    ) -> ConvBN:
+        """A ConvBN with the block's options and its own initializer instance (a shared
+        unseeded instance would give same-shaped kernels identical starting values)."""
+        return ConvBN(
+            filters,
+            kernel_size,
+            strides=strides,
+            use_bias=self.use_bias,
+            activation=activation,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            kernel_regularizer=self.kernel_regularizer,
+            depthwise=depthwise,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer
+            else None,
+        )
+        return config

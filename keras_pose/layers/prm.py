@@ -23,11 +23,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_pose.layers.conv_bn import ConvBN
+from keras_pose.layers.conv_bn import ConvBNBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class PoseRefineMachine(keras.layers.Layer):
+class PoseRefineMachine(ConvBNBlock):
     """``y = o * (1 + a * b)``: the RSN code's PRM on a ``(N, H, W, K)`` heatmap tensor.
 
     The global average is an ``AveragePooling2D`` over the static spatial size (it exports to
@@ -49,42 +49,27 @@ class PoseRefineMachine(keras.layers.Layer):
         kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-
-    def _conv_bn(self, channels, kernel_size, name, depthwise=False) -> ConvBN:
-        return ConvBN(
-            channels,
-            kernel_size,
-            use_bias=self.use_bias,
-            activation="relu",
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            # a fresh initializer per conv: a shared unseeded instance gives same-shaped
-            # kernels identical starting values
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=self.kernel_regularizer,
-            depthwise=depthwise,
-            dtype=self.dtype_policy,
-            name=name,
+        super().__init__(
+            use_bias=use_bias,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
         )
 
     def build(self, input_shape) -> None:
         _, h, w, channels = input_shape
         if h is None or w is None:
             raise ValueError(f"{self.name} needs a static input height/width, got {input_shape}")
-        self.refine = self._conv_bn(channels, 3, "refine")
+        self.refine = self.conv_bn(channels, 3, name="refine")
         self.global_pool = keras.layers.AveragePooling2D(
             pool_size=(h, w), dtype=self.dtype_policy, name="global_pool"
         )
-        self.channel_conv1 = self._conv_bn(channels, 1, "channel_conv1")
-        self.channel_conv2 = self._conv_bn(channels, 1, "channel_conv2")
-        self.spatial_conv1 = self._conv_bn(channels, 1, "spatial_conv1")
-        self.spatial_conv2 = self._conv_bn(channels, 9, "spatial_conv2", depthwise=True)
+        self.channel_conv1 = self.conv_bn(channels, 1, name="channel_conv1")
+        self.channel_conv2 = self.conv_bn(channels, 1, name="channel_conv2")
+        self.spatial_conv1 = self.conv_bn(channels, 1, name="spatial_conv1")
+        self.spatial_conv2 = self.conv_bn(channels, 9, name="spatial_conv2", depthwise=True)
         pooled = (input_shape[0], 1, 1, channels)
         self.refine.build(input_shape)
         self.channel_conv1.build(pooled)
@@ -93,7 +78,7 @@ class PoseRefineMachine(keras.layers.Layer):
         self.spatial_conv2.build(input_shape)
 
     def attention(self, inputs, training=None) -> tuple[Any, Any, Any]:
-        """``(o, a, b)``: refined features, channel attention ``(N,1,1,K)``, spatial ``(N,H,W,K)``."""
+        """``(o, a, b)``: features, channel attention ``(N,1,1,K)``, spatial ``(N,H,W,K)``."""
         o = self.refine(inputs, training=training)
         a = self.channel_conv1(self.global_pool(o), training=training)
         a = ops.sigmoid(self.channel_conv2(a, training=training))
@@ -107,16 +92,3 @@ class PoseRefineMachine(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
-        )
-        return config

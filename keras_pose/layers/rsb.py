@@ -22,7 +22,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_pose.layers.conv_bn import ConvBN
+from keras_pose.layers.conv_bn import ConvBN, ConvBNBlock
 
 NUM_BRANCHES = 4
 
@@ -33,7 +33,7 @@ def branch_width(in_channels: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class ResidualStepsBlock(keras.layers.Layer):
+class ResidualStepsBlock(ConvBNBlock):
     """The Residual Steps Block (RSB) of RSN, exactly as the released code wires it.
 
     The branch width comes from the block's **input** width (``in*26//64``), so the first
@@ -60,36 +60,21 @@ class ResidualStepsBlock(keras.layers.Layer):
         kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            use_bias=use_bias,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
         self.filters = filters
         self.strides = strides
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.branch_filters: int | None = None
         self.expand = None
         self.steps: list[list[ConvBN]] = []
         self.project = None
         self.shortcut = None
-
-    def _conv_bn(self, filters, kernel_size, strides, activation, name) -> ConvBN:
-        return ConvBN(
-            filters,
-            kernel_size,
-            strides=strides,
-            use_bias=self.use_bias,
-            activation=activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            # a fresh initializer per conv: a shared unseeded instance gives same-shaped
-            # kernels identical starting values
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-            name=name,
-        )
 
     def build(self, input_shape) -> None:
         in_channels = int(input_shape[-1])
@@ -97,19 +82,19 @@ class ResidualStepsBlock(keras.layers.Layer):
         if bc < 1:
             raise ValueError(f"{self.name}: input width {in_channels} gives an empty branch (bc=0)")
         self.branch_filters = bc
-        self.expand = self._conv_bn(NUM_BRANCHES * bc, 1, self.strides, "relu", "expand")
+        self.expand = self.conv_bn(NUM_BRANCHES * bc, 1, self.strides, "relu", "expand")
         self.expand.build(input_shape)
         step_shape = self.expand.compute_output_shape(input_shape)[:-1] + (bc,)
         self.steps = []
         for k in range(1, NUM_BRANCHES + 1):
-            branch = [self._conv_bn(bc, 3, 1, "relu", f"step{k}_{t}") for t in range(1, k + 1)]
+            branch = [self.conv_bn(bc, 3, 1, "relu", f"step{k}_{t}") for t in range(1, k + 1)]
             for step in branch:
                 step.build(step_shape)
             self.steps.append(branch)
-        self.project = self._conv_bn(self.filters, 1, 1, None, "project")
+        self.project = self.conv_bn(self.filters, 1, 1, None, "project")
         self.project.build(step_shape[:-1] + (NUM_BRANCHES * bc,))
         if in_channels != self.filters or self.strides != 1:
-            self.shortcut = self._conv_bn(self.filters, 1, self.strides, None, "shortcut")
+            self.shortcut = self.conv_bn(self.filters, 1, self.strides, None, "shortcut")
             self.shortcut.build(input_shape)
 
     def branch_outputs(self, inputs, training=None) -> list[list[Any]]:
@@ -147,12 +132,5 @@ class ResidualStepsBlock(keras.layers.Layer):
         config.update(
             filters=self.filters,
             strides=self.strides,
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
         )
         return config

@@ -1,4 +1,4 @@
-"""MSPN: the multi-stage pose network of Li et al. (megvii-detection/MSPN), and the wrapper RSN shares.
+"""MSPN, the multi-stage pose network (megvii-detection/MSPN), and the wrapper RSN shares.
 
 The network, as ``exps/mspn.2xstg.coco/network.py`` builds it:
 
@@ -160,6 +160,7 @@ def check_input_shape(input_shape: Sequence[int], family: str) -> tuple[int, int
 def build_multi_stage_network(
     input_shape: Sequence[int],
     *,
+    family: str,
     design: DownsampleDesign,
     num_stages: int,
     num_keypoints: int,
@@ -170,16 +171,17 @@ def build_multi_stage_network(
 ) -> tuple[keras.KerasTensor, dict[str, keras.KerasTensor]]:
     """The MSPN wrapper around any downsample design: ``(image input, {output name: heatmaps})``.
 
+    ``family`` names the model in error messages.
     ``weight_decay`` is the originals' coupled Adam weight decay; it becomes an L2 penalty of
     ``weight_decay / 2`` on every conv kernel (same gradient). With ``use_prm`` a
     :class:`PoseRefineMachine` refines the final ``heatmaps`` output (RSN owner: "use it at
     the output end"); the other outputs are unchanged.
     """
     if num_stages < 1:
-        raise ValueError(f"num_stages must be >= 1, got {num_stages}")
+        raise ValueError(f"{family}: num_stages must be >= 1, got {num_stages}")
     if num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
-    h, w, _ = check_input_shape(input_shape, "multi-stage network")
+        raise ValueError(f"{family}: num_keypoints must be >= 1, got {num_keypoints}")
+    h, w, _ = check_input_shape(input_shape, family)
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     options = dict(
         use_bias=True,
@@ -255,7 +257,8 @@ class _StageBuilder:
                     **self.options,
                 )(x)
             if skips is not None:
-                x = keras.layers.Add(name=f"stage{stage}_layer{layer}_aggregate")([x, *skips[index]])
+                aggregate = keras.layers.Add(name=f"stage{stage}_layer{layer}_aggregate")
+                x = aggregate([x, *skips[index]])
             levels.append(x)
         return levels
 
@@ -304,7 +307,10 @@ class _StageBuilder:
         resize_name = f"{prefix}_resize" if refine else name
         x = BilinearUpsample(self.output_size, mode="align_corners", name=resize_name)(x)
         if refine:
-            x = PoseRefineMachine(kernel_initializer=DEFAULT_INITIALIZER, name=name, **self.options)(x)
+            prm = PoseRefineMachine(
+                kernel_initializer=DEFAULT_INITIALIZER, name=name, **self.options
+            )
+            x = prm(x)
         return x
 
 
@@ -345,6 +351,7 @@ class MSPN(PoseModel):
     ) -> None:
         image, outputs = build_multi_stage_network(
             input_shape,
+            family=self.family,
             design=MSPN_DOWNSAMPLE,
             num_stages=num_stages,
             num_keypoints=num_keypoints,

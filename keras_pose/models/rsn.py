@@ -76,6 +76,7 @@ class RSN(PoseModel):
     ) -> None:
         image, outputs = build_multi_stage_network(
             input_shape,
+            family=self.family,
             design=rsn_downsample(depth),
             num_stages=num_stages,
             num_keypoints=num_keypoints,
