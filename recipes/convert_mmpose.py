@@ -9,8 +9,11 @@ MMPose's model zoo (state dict at the top level or under ``"state_dict"``; readi
 PyTorch: ``pip install 'keras-pose[torch]'``) or an ``.npz`` of the same keys. Every tensor must
 map one-to-one onto the ``variant="mmpose"`` model, otherwise the unmatched keys and shapes are
 listed and nothing is written. Load the result with the same builder, e.g.
-``keras_pose.models.RSN50(variant="mmpose", weights="rsn50.weights.h5")``; that model takes the
-**RGB** crop (``model.spec.channel_order``) and normalises it inside.
+``keras_pose.models.RSN50(variant="mmpose", weights="rsn50.weights.h5")``, or pass
+``--keras-out rsn50.keras`` to also get a whole model for ``recipes/eval_coco.py --keras`` and
+``recipes/predict.py --keras``. The model takes the **RGB** crop (``model.spec.channel_order``)
+and normalises it inside; ``keras_pose.convert.decode_like_mmpose`` decodes its heatmaps exactly
+as MMPose does (keras-pose's own codecs decode as the original papers' code did).
 """
 
 from __future__ import annotations
@@ -60,12 +63,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, choices=MODEL_NAMES)
     parser.add_argument("--out", required=True, help="output .weights.h5")
     parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    parser.add_argument("--keras-out", help="also write the whole model as .keras (for "
+                        "recipes/eval_coco.py --keras and recipes/predict.py --keras)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from keras_pose.convert import WeightMappingError, read_torch_state_dict, save_weights_atomic
+    from keras_pose.convert._files import save_model_atomic
     from keras_pose.convert.mmpose import load_mmpose_weights
 
     size = tuple(args.input_size or DEFAULT_SIZES.get(args.model, (256, 192)))
@@ -77,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     save_weights_atomic(model, args.out)
+    if args.keras_out:
+        save_model_atomic(model, args.keras_out)
     print(f"{args.checkpoint}: {count} variables -> {args.out} ({model.name}, "
           f"{model.spec.channel_order} input {size[0]}x{size[1]})")
     return 0

@@ -18,8 +18,9 @@ values (so the statistics matter), and writes to ``OUT``:
   preprocessor (RGB ImageNet mean/std) is applied here to the same crop.
 
 ``--keys-dir`` writes ``{model}.json``: every state-dict key with its shape (no values), the
-fixture keras-pose's CI maps without MMPose. keras-pose's ``tests/test_convert_mmpose.py`` reads
-``OUT`` through ``KERAS_POSE_MMPOSE_REF`` (default ``/work/mmpose_ref``) when it exists.
+fixture keras-pose's CI maps without MMPose. keras-pose's parity tests read ``OUT``::
+
+    KERAS_POSE_MMPOSE_REF=/work/mmpose_ref python -m pytest -s tests/test_convert_mmpose.py -k parity
 """
 
 from __future__ import annotations

@@ -54,16 +54,25 @@ def state_dict_to_numpy(checkpoint: Any, description: str = "checkpoint") -> dic
 
 def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> str:
     """``model.save_weights(path)`` through a temporary file in the same directory."""
+    return _save_atomic(model.save_weights, path, ".weights.h5")
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> str:
+    """``model.save(path)`` (a whole ``.keras`` model) through a temporary file."""
+    return _save_atomic(model.save, path, ".keras")
+
+
+def _save_atomic(save, path: str | os.PathLike, suffix: str) -> str:
     path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files must end in .weights.h5, got {path}")
+    if not path.endswith(suffix):
+        raise ValueError(f"expected a path ending in {suffix}, got {path}")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".weights.h5")
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=suffix)
     os.close(handle)
     try:
         os.remove(temporary)
-        model.save_weights(temporary)
+        save(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

@@ -198,6 +198,19 @@ def _require_mmpose_variant(model: keras.Model, variant: str | None) -> None:
         )
 
 
+_PREPROCESSOR_KEYS = ("data_preprocessor.mean", "data_preprocessor.std")
+
+
+def normalize_mmpose_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """MMPose 1.x's own compatibility step: 0.x checkpoints (the zoo's Hourglass-52 and MSPN
+    files) name the head ``keypoint_head``; the data preprocessor's mean/std are constants."""
+    return {
+        key.replace("keypoint_head.", "head.", 1) if key.startswith("keypoint_head.") else key: value
+        for key, value in state_dict.items()
+        if key not in _PREPROCESSOR_KEYS
+    }
+
+
 def load_mmpose_weights(
     model: keras.Model, state_dict: Mapping[str, np.ndarray], description: str = "MMPose weights"
 ) -> int:
@@ -206,6 +219,7 @@ def load_mmpose_weights(
     Raises:
         WeightMappingError: unmatched keys on either side or shape mismatches, all listed.
     """
+    state_dict = normalize_mmpose_keys(state_dict)
     module_of, ignored = mmpose_mapping(model)
     assignments, unmapped = torch_assignments(model, module_of)
     return assign(

@@ -41,6 +41,15 @@ Size: 31,219,866 parameters for the 6-stage, 15-channel MPII network (the origin
 31,377,062 parameters, 128 GFLOPs at 256x192 (MMPose lists 63.8 "GFLOPs", i.e. GMACs). MMPose's CPM
 (31,304,166 for 17 keypoints) is this network without the centre map and the dropout, with
 BatchNorm in place of every conv bias but the stages' last.
+
+``variant="mmpose"`` builds that MMPose 1.x CPM (``CPM`` backbone + ``CPMHead`` without extra
+layers), which loads MMPose checkpoints (:func:`keras_pose.convert.load_mmpose_checkpoint`):
+
+* every conv but the stages' last is conv (no bias) + BatchNorm (eps 1e-5) + ReLU;
+* pools are PyTorch's ``MaxPool2d(3, 2, padding=1)`` (one pixel on every side, floor mode);
+* no dropout, no centre map: stage s >= 2 reads concat[b(s-1), C5-32(pool3_stage2)];
+* the RGB crop, normalised with ImageNet mean/std (MMPose's data preprocessor);
+* MSRA targets of sigma 2 cells, flip test (MMPose's codec and test config).
 """
 
 from __future__ import annotations
@@ -51,8 +60,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_pose.layers import PixelNormalization
+from keras_pose.layers import ConvBN, PixelNormalization
 from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
+from keras_pose.models.mmpose_variant import (
+    MMPOSE_CHANNEL_ORDER,
+    check_variant,
+    mmpose_normalization,
+)
 from keras_pose.spec import PoseSpec, msra_outputs
 
 OUTPUT_STRIDE = 8
@@ -69,6 +83,8 @@ CENTER_POOL_SIZE = 9
 # sigma 7 input px (data_transformer.cpp) on the stride-8 grid
 TARGET_SIGMA = 7.0 / OUTPUT_STRIDE
 INITIALIZER = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.01}}
+MMPOSE_TARGET_SIGMA = 2.0
+MMPOSE_INITIALIZER = {"class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 0.001}}
 
 
 def center_map(
@@ -150,17 +166,22 @@ def output_name(stage: int, num_stages: int) -> str:
     return "heatmaps" if stage == num_stages else f"stage{stage}"
 
 
-def cpm_spec(input_size: Sequence[int], num_keypoints: int, num_stages: int) -> PoseSpec:
-    """MSRA targets of sigma 0.875 cells for every stage; L2 of weight 1 on labelled joints."""
+def cpm_spec(
+    input_size: Sequence[int], num_keypoints: int, num_stages: int, variant: str = "original"
+) -> PoseSpec:
+    """MSRA targets of sigma 0.875 cells (MMPose: 2) for every stage; L2 of weight 1 on
+    labelled joints."""
+    mmpose = variant == "mmpose"
     names = [output_name(stage, num_stages) for stage in range(1, num_stages + 1)]
-    outputs = msra_outputs(names, TARGET_SIGMA, OUTPUT_STRIDE)
+    sigma = MMPOSE_TARGET_SIGMA if mmpose else TARGET_SIGMA
+    outputs = msra_outputs(names, sigma, OUTPUT_STRIDE)
     return PoseSpec(
         family="cpm",
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
-        channel_order="BGR",
+        channel_order=MMPOSE_CHANNEL_ORDER if mmpose else "BGR",
         outputs=outputs,
-        flip_test=False,  # applyModel.m: multi-scale search, no flip
+        flip_test=mmpose,  # applyModel.m: multi-scale search, no flip; MMPose: flip test
     )
 
 
@@ -214,6 +235,51 @@ def later_stage(stage: int, shared, belief, center, num_keypoints: int, name: st
     return conv(num_keypoints, 1, name, relu=False)(x)
 
 
+def mmpose_conv(filters: int, kernel_size: int, name: str) -> ConvBN:
+    """MMPose's ``ConvModule``: conv (no bias) + BN + ReLU."""
+    return ConvBN(filters, kernel_size, kernel_initializer=MMPOSE_INITIALIZER, name=name)
+
+
+def mmpose_head_conv(filters: int, name: str) -> keras.layers.Conv2D:
+    """A stage's last 1x1 conv in MMPose's CPM: bias, no BN, no ReLU."""
+    return keras.layers.Conv2D(filters, 1, kernel_initializer=MMPOSE_INITIALIZER, name=name)
+
+
+def torch_max_pool(x, name: str):
+    """PyTorch ``MaxPool2d(3, 2, padding=1)``: pad one pixel on every side, then "valid"
+    (zero padding equals -inf padding here: every pool follows a ReLU)."""
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
+
+
+def mmpose_image_branch(x, stage: int):
+    for index in range(1, 4):
+        x = mmpose_conv(IMAGE_CHANNELS, 9, f"conv{index}_stage{stage}")(x)
+        x = torch_max_pool(x, f"pool{index}_stage{stage}")
+    return x
+
+
+def mmpose_stages(x, num_stages: int, num_keypoints: int) -> dict[str, Any]:
+    """MMPose's CPM: ``{output name: belief}`` for stages 1..S (see the module docstring)."""
+    h = mmpose_image_branch(x, 1)
+    h = mmpose_conv(FEATURE_CHANNELS, 5, "conv4_stage1")(h)
+    h = mmpose_conv(STAGE1_CHANNELS, 9, "conv5_stage1")(h)
+    h = mmpose_conv(STAGE1_CHANNELS, 1, "conv6_stage1")(h)
+    belief = mmpose_head_conv(num_keypoints, output_name(1, num_stages))(h)
+    outputs = {output_name(1, num_stages): belief}
+    if num_stages > 1:
+        shared = mmpose_image_branch(x, 2)
+    for stage in range(2, num_stages + 1):
+        features = mmpose_conv(FEATURE_CHANNELS, 5, f"conv4_stage{stage}")(shared)
+        h = keras.layers.Concatenate(name=f"concat_stage{stage}")([belief, features])
+        for index in range(1, 4):
+            h = mmpose_conv(STAGE_CHANNELS, STAGE_KERNEL, f"Mconv{index}_stage{stage}")(h)
+        h = mmpose_conv(STAGE_CHANNELS, 1, f"Mconv4_stage{stage}")(h)
+        belief = mmpose_head_conv(num_keypoints, output_name(stage, num_stages))(h)
+        outputs[output_name(stage, num_stages)] = belief
+    return outputs
+
+
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(input_shape) != 3 or int(input_shape[2]) != 3:
         raise ValueError(f"CPM: input_shape must be (height, width, 3), got {input_shape}")
@@ -232,6 +298,8 @@ class CPMModel(PoseModel):
         input_shape: ``(height, width, 3)``, the BGR 0..255 crop (368x368 in the original;
             any size >= 8, e.g. MMPose's 256x192).
         num_keypoints: K, the heatmap channels.
+        variant: ``"original"`` (the Caffe network) or ``"mmpose"`` (MMPose 1.x's CPM with
+            BatchNorm, RGB input; loads MMPose checkpoints; see the module docstring).
         name: model name (default ``cpm_{S}stage``).
 
     Outputs ``stage1 .. stage{S-1}`` and ``heatmaps``, all ``(N, H // 8, W // 8, K)``.
@@ -245,13 +313,36 @@ class CPMModel(PoseModel):
         input_shape: Sequence[int] = (368, 368, 3),
         num_keypoints: int = 17,
         name: str | None = None,
+        variant: str = "original",
     ) -> None:
+        check_variant(variant, "CPM")
         if num_stages < 1:
             raise ValueError(f"CPM: num_stages must be >= 1, got {num_stages}")
         if num_keypoints < 1:
             raise ValueError(f"CPM: num_keypoints must be >= 1, got {num_keypoints}")
         h, w, c = check_input_shape(input_shape)
         image = keras.Input(shape=(h, w, c), name=IMAGE_INPUT)
+        if variant == "mmpose":
+            outputs = mmpose_stages(mmpose_normalization()(image), num_stages, num_keypoints)
+        else:
+            outputs = self._original_stages(image, num_stages, num_keypoints)
+        super().__init__(
+            inputs=image,
+            outputs=outputs,
+            spec=cpm_spec((h, w), num_keypoints, num_stages, variant),
+            name=name or f"cpm_{num_stages}stage",
+        )
+        self.variant = variant
+        self._arguments = dict(
+            num_stages=num_stages,
+            input_shape=[h, w, c],
+            num_keypoints=num_keypoints,
+            variant=variant,
+        )
+
+    @staticmethod
+    def _original_stages(image, num_stages: int, num_keypoints: int) -> dict[str, Any]:
+        h, w = image.shape[1], image.shape[2]
         x = PixelNormalization(PIXEL_MEAN, PIXEL_STD, name="normalize")(image)
         belief = first_stage(x, num_keypoints, output_name(1, num_stages))
         outputs = {output_name(1, num_stages): belief}
@@ -262,15 +353,7 @@ class CPMModel(PoseModel):
                 name_s = output_name(stage, num_stages)
                 belief = later_stage(stage, shared, belief, center, num_keypoints, name_s)
                 outputs[name_s] = belief
-        super().__init__(
-            inputs=image,
-            outputs=outputs,
-            spec=cpm_spec((h, w), num_keypoints, num_stages),
-            name=name or f"cpm_{num_stages}stage",
-        )
-        self._arguments = dict(
-            num_stages=num_stages, input_shape=[h, w, c], num_keypoints=num_keypoints
-        )
+        return outputs
 
     def default_optimizer(self) -> keras.optimizers.Optimizer:
         """Adam 5e-4 (MMPose's CPM recipe; see the module docstring for why not Caffe's SGD)."""
@@ -287,8 +370,10 @@ def CPM(
     weights: str | None = None,
     compile: bool = True,
     name: str | None = None,
+    variant: str = "original",
 ) -> CPMModel:
     """Builds a :class:`CPMModel`, loads ``weights`` (a ``.weights.h5`` file) and compiles it
-    with the family's losses and optimizer unless ``compile=False``."""
-    model = CPMModel(num_stages, input_shape, num_keypoints, name=name)
+    with the family's losses and optimizer unless ``compile=False``. ``variant="mmpose"``
+    builds MMPose's CPM (e.g. ``CPM(input_shape=(256, 192, 3), variant="mmpose")``)."""
+    model = CPMModel(num_stages, input_shape, num_keypoints, name=name, variant=variant)
     return finish_builder(model, weights, compile)

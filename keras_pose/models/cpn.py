@@ -208,6 +208,10 @@ class CPN(PoseModel):
             ``L2(wd / 2)`` on every conv kernel except the GlobalNet ``merge`` convs (they sit
             outside tf-cpn's arg_scope). 0 disables it.
         backbone: alternative spelling of ``depth``, e.g. ``"resnet101"``.
+        backbone_weights: ImageNet initialisation of the trunk from a torchvision-layout
+            ResNet state dict (``.pth``, read with PyTorch, or an ``.npz`` of the same keys),
+            via :func:`keras_pose.convert.load_torchvision_resnet` (first conv adapted to
+            CPN's BGR input). Not part of the config: it only initialises.
         name: model name.
     """
 
@@ -220,6 +224,7 @@ class CPN(PoseModel):
         bn_momentum: float = TFCPN_BN_MOMENTUM,
         weight_decay: float = 1e-5,
         backbone: str | None = None,
+        backbone_weights: str | None = None,
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -252,6 +257,10 @@ class CPN(PoseModel):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.weight_decay = weight_decay
+        if backbone_weights is not None:
+            from keras_pose.convert.torchvision import load_torchvision_resnet
+
+            load_torchvision_resnet(self, backbone_weights)
 
     def default_optimizer(self) -> keras.optimizers.Optimizer:
         """Adam at tf-cpn's base learning rate 5e-4 (the halving schedule is the trainer's)."""

@@ -16,8 +16,12 @@ The network, as ``exps/mspn.2xstg.coco/network.py`` builds it:
 
 Every conv keeps its bias (PyTorch ``nn.Conv2d`` default) even before BN; BN uses PyTorch's
 eps 1e-5 and momentum 0.1 (Keras 0.9). Resizes are bilinear with ``align_corners=True``.
-MMPose's port (``variant`` not implemented here) drops those conv biases, normalises RGB input
-outside the model and has its own PRM.
+
+``variant="mmpose"`` builds MMPose 1.x's port instead (``MSPN``/``RSN`` backbone + ``MSPNHead``
+without PRM), so MMPose checkpoints load (:func:`keras_pose.convert.load_mmpose_checkpoint`) and
+give MMPose's heatmaps: the same graph, but every conv followed by BN has **no bias**
+(``ConvModule``), and the model takes the **RGB** crop normalised with ImageNet mean/std
+(MMPose's data preprocessor, here inside the model). MMPose's PRM is not implemented.
 
 Training targets and losses (``keras_pose.spec``): stages before the last are supervised with
 Gaussian kernels 15/11/9/7 (coarse to fine), the last stage with 11/9/7/5; the three coarse
@@ -34,6 +38,11 @@ import keras
 from keras_pose.layers import BilinearUpsample, Bottleneck, ConvBN, PixelNormalization
 from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.models.mmpose_variant import (
+    MMPOSE_CHANNEL_ORDER,
+    check_variant,
+    mmpose_normalization,
+)
 from keras_pose.spec import PoseSpec, megvii_outputs
 
 # ImageNet statistics in BGR order, on the 0..255 scale (MSPN/RSN feed cv2's BGR images).
@@ -115,9 +124,15 @@ def output_names(num_stages: int) -> list[str]:
 
 
 def multi_stage_spec(
-    family: str, input_size: Sequence[int], num_keypoints: int, num_stages: int
+    family: str,
+    input_size: Sequence[int],
+    num_keypoints: int,
+    num_stages: int,
+    channel_order: str = "BGR",
 ) -> PoseSpec:
-    """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding."""
+    """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding.
+
+    ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs."""
     kernels, losses, weights = [], [], []
     for stage in range(1, num_stages + 1):
         shift = 1 if stage == num_stages else 0
@@ -137,7 +152,7 @@ def multi_stage_spec(
         family=family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
-        channel_order="BGR",
+        channel_order=channel_order,
         outputs=outputs,
         box_extension=TEST_BOX_EXTENSION,
         flip_test=True,
@@ -168,6 +183,7 @@ def build_multi_stage_network(
     weight_decay: float = 1e-5,
     bn_epsilon: float = 1e-5,
     bn_momentum: float = 0.9,
+    variant: str = "original",
 ) -> tuple[keras.KerasTensor, dict[str, keras.KerasTensor]]:
     """The MSPN wrapper around any downsample design: ``(image input, {output name: heatmaps})``.
 
@@ -175,8 +191,12 @@ def build_multi_stage_network(
     ``weight_decay`` is the originals' coupled Adam weight decay; it becomes an L2 penalty of
     ``weight_decay / 2`` on every conv kernel (same gradient). With ``use_prm`` a
     :class:`PoseRefineMachine` refines the final ``heatmaps`` output (RSN owner: "use it at
-    the output end"); the other outputs are unchanged.
+    the output end"); the other outputs are unchanged. ``variant="mmpose"``: no conv biases,
+    RGB ImageNet normalisation (see the module docstring).
     """
+    mmpose = check_variant(variant, family) == "mmpose"
+    if mmpose and use_prm:
+        raise ValueError("variant='mmpose' has no PRM (MMPose's configs never enable it)")
     if num_stages < 1:
         raise ValueError(f"{family}: num_stages must be >= 1, got {num_stages}")
     if num_keypoints < 1:
@@ -184,7 +204,7 @@ def build_multi_stage_network(
     h, w, _ = check_input_shape(input_shape, family)
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     options = dict(
-        use_bias=True,
+        use_bias=not mmpose,
         bn_epsilon=bn_epsilon,
         bn_momentum=bn_momentum,
         kernel_regularizer=regularizer,
@@ -198,7 +218,10 @@ def build_multi_stage_network(
         options=options,
     )
     image = keras.Input(shape=tuple(int(v) for v in input_shape), name=IMAGE_INPUT)
-    x = PixelNormalization(BGR_MEAN, BGR_STD, name="normalize")(image)
+    if mmpose:
+        x = mmpose_normalization()(image)
+    else:
+        x = PixelNormalization(BGR_MEAN, BGR_STD, name="normalize")(image)
     x = builder.stem(x)
     outputs: dict[str, keras.KerasTensor] = {}
     skips = None
@@ -331,6 +354,8 @@ class MSPN(PoseModel):
         weight_decay: the originals' coupled Adam weight decay (1e-5), applied as an L2 penalty
             of ``weight_decay / 2`` on every conv kernel; 0 disables it.
         bn_epsilon, bn_momentum: BatchNorm constants (PyTorch defaults).
+        variant: ``"original"`` (megvii-research/MSPN) or ``"mmpose"`` (MMPose 1.x's MSPN:
+            no conv biases, RGB input with ImageNet mean/std; loads MMPose checkpoints).
         name: model name (default ``mspn_{num_stages}stage``).
 
     Outputs ``stage{s}_unit{u}`` (coarse to fine) and ``heatmaps`` (last stage, finest unit),
@@ -347,6 +372,7 @@ class MSPN(PoseModel):
         weight_decay: float = 1e-5,
         bn_epsilon: float = 1e-5,
         bn_momentum: float = 0.9,
+        variant: str = "original",
         name: str | None = None,
     ) -> None:
         image, outputs = build_multi_stage_network(
@@ -358,11 +384,15 @@ class MSPN(PoseModel):
             weight_decay=weight_decay,
             bn_epsilon=bn_epsilon,
             bn_momentum=bn_momentum,
+            variant=variant,
         )
+        channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
         super().__init__(
             inputs=image,
             outputs=outputs,
-            spec=multi_stage_spec(self.family, input_shape[:2], num_keypoints, num_stages),
+            spec=multi_stage_spec(
+                self.family, input_shape[:2], num_keypoints, num_stages, channel_order
+            ),
             name=name or f"mspn_{num_stages}stage",
         )
         self._arguments = dict(
@@ -372,7 +402,9 @@ class MSPN(PoseModel):
             weight_decay=weight_decay,
             bn_epsilon=bn_epsilon,
             bn_momentum=bn_momentum,
+            variant=variant,
         )
+        self.variant = variant
 
     def default_optimizer(self) -> keras.optimizers.Optimizer:
         return megvii_adam()

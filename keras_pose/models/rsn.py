@@ -10,6 +10,10 @@ layer (the released code), 50 = [3,4,6,3] (the owner's recipe for RSN-50, issue 
 The Pose Refine Machine (``use_prm=True``) is the RSN code's ``PRM`` class, which the repository
 defines but never uses; following the owner ("use it at the output end") it refines the final
 ``heatmaps`` output only. MMPose's PRM differs (see :mod:`keras_pose.layers.prm`).
+
+``variant="mmpose"`` builds MMPose 1.x's RSN (no conv biases, RGB input with ImageNet
+mean/std, no PRM), which loads MMPose checkpoints: ``RSN50(variant="mmpose")`` then
+:func:`keras_pose.convert.load_mmpose_checkpoint` (see :mod:`keras_pose.models.mspn`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import keras
 
 from keras_pose.layers.rsb import ResidualStepsBlock
 from keras_pose.models.base import PoseModel, finish_builder
+from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER
 from keras_pose.models.mspn import (
     DownsampleDesign,
     build_multi_stage_network,
@@ -55,6 +60,8 @@ class RSN(PoseModel):
         weight_decay: the originals' coupled Adam weight decay (1e-5), applied as an L2 penalty
             of ``weight_decay / 2`` on every conv kernel; 0 disables it.
         bn_epsilon, bn_momentum: BatchNorm constants (PyTorch defaults).
+        variant: ``"original"`` (caiyuanhao1998/RSN) or ``"mmpose"`` (MMPose 1.x's RSN: no
+            conv biases, RGB input with ImageNet mean/std; loads MMPose checkpoints).
         name: model name (default ``rsn{depth}``, or ``{S}xrsn{depth}`` for S stages).
 
     Outputs as :class:`~keras_pose.models.mspn.MSPN`: ``stage{s}_unit{u}`` and ``heatmaps``.
@@ -72,6 +79,7 @@ class RSN(PoseModel):
         weight_decay: float = 1e-5,
         bn_epsilon: float = 1e-5,
         bn_momentum: float = 0.9,
+        variant: str = "original",
         name: str | None = None,
     ) -> None:
         image, outputs = build_multi_stage_network(
@@ -84,12 +92,16 @@ class RSN(PoseModel):
             weight_decay=weight_decay,
             bn_epsilon=bn_epsilon,
             bn_momentum=bn_momentum,
+            variant=variant,
         )
         default_name = f"rsn{depth}" if num_stages == 1 else f"{num_stages}xrsn{depth}"
+        channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
         super().__init__(
             inputs=image,
             outputs=outputs,
-            spec=multi_stage_spec(self.family, input_shape[:2], num_keypoints, num_stages),
+            spec=multi_stage_spec(
+                self.family, input_shape[:2], num_keypoints, num_stages, channel_order
+            ),
             name=name or default_name,
         )
         self._arguments = dict(
@@ -101,7 +113,9 @@ class RSN(PoseModel):
             weight_decay=weight_decay,
             bn_epsilon=bn_epsilon,
             bn_momentum=bn_momentum,
+            variant=variant,
         )
+        self.variant = variant
 
     def default_optimizer(self) -> keras.optimizers.Optimizer:
         return megvii_adam()
