@@ -13,6 +13,7 @@ from keras_pose.models.base import PoseModel
 from keras_pose.models.cpm import CPM, CPMModel
 from keras_pose.models.cpn import CPN, CPN50, CPN101
 from keras_pose.models.hourglass import StackedHourglass, StackedHourglassModel
+from keras_pose.models.hourglass52 import Hourglass52, Hourglass52Model
 from keras_pose.models.mspn import MSPN
 from keras_pose.models.rsn import RSN, RSN18, RSN50
 from keras_pose.models.base import finish_builder
@@ -37,6 +38,7 @@ MODELS: dict[str, Callable[..., PoseModel]] = {
     **{f"{s}xrsn50": functools.partial(RSN50, num_stages=s) for s in (2, 3, 4)},
     "cpm": CPM,
     "hourglass": StackedHourglass,
+    "hourglass52": Hourglass52,
 }
 
 
@@ -54,6 +56,8 @@ __all__ = [
     "CPN",
     "CPN50",
     "CPN101",
+    "Hourglass52",
+    "Hourglass52Model",
     "MODELS",
     "MSPN",
     "PoseModel",
