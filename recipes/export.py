@@ -3,12 +3,13 @@
     python recipes/export.py --format saved_model|litert|onnx|all
         [--model rsn18 | --keras FILE] [--weights FILE] [--input-size H W]
         [--quantize float16|int8] [--out DIR] [--name NAME --version N]
+        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip] [--keypoints-from ANN_FILE]
 
 Examples::
 
     python recipes/export.py --format saved_model --model rsn18 --weights rsn18.weights.h5
     python recipes/export.py --format all --keras runs/cpn50/best.keras --name cpn50 --version 3
-    python recipes/export.py --format litert --model mspn --quantize int8 \\
+    python recipes/export.py --format litert --model 2xmspn50 --quantize int8 \\
         --calibration annotations/person_keypoints_val2017.json val2017
 
 Layout under ``--out`` (default ``savedmodels``): ``<name>/<version>/`` (the SavedModel, as TF
@@ -25,38 +26,21 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Callable, Sequence
+from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FORMATS = ("saved_model", "litert", "onnx")
-MODEL_NAMES = ("cpn50", "cpn101", "mspn", "rsn18", "rsn50", "cpm", "hourglass")
-
-
-def _builders() -> dict[str, Callable]:
-    """``--model`` names -> builders taking ``input_shape`` (full-size originals by default)."""
-    from keras_pose.models.cpm import CPM
-    from keras_pose.models.cpn import CPN50, CPN101
-    from keras_pose.models.hourglass import StackedHourglass
-    from keras_pose.models.mspn import MSPN
-    from keras_pose.models.rsn import RSN18, RSN50
-
-    return {
-        "cpn50": CPN50,
-        "cpn101": CPN101,
-        "mspn": lambda **kw: MSPN(num_stages=2, **{k: v for k, v in kw.items() if k != "compile"}),
-        "rsn18": RSN18,
-        "rsn50": RSN50,
-        "cpm": CPM,
-        "hourglass": StackedHourglass,
-    }
+DEFAULT_MODEL = "rsn18"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Export a keras-pose model, checked against Keras.")
     parser.add_argument("--format", choices=(*FORMATS, "all"), default="saved_model")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", choices=MODEL_NAMES, help="build this architecture (default rsn18)")
+    source.add_argument("--model", help="build this architecture: a keras_pose.models.MODELS name "
+                        "(cpn50, cpn101, mspn50, 2xmspn50, rsn18, rsn50, cpm, hourglass, ...; "
+                        "default rsn18)")
     source.add_argument("--keras", metavar="FILE", help="a saved .keras keras-pose model")
     parser.add_argument("--weights", metavar="FILE", help=".weights.h5 file to load")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
@@ -65,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"),
                         help="COCO data whose box crops calibrate int8")
     parser.add_argument("--num-calibration", type=int, default=64, help="int8 calibration crops")
+    parser.add_argument("--decode", action="store_true",
+                        help="LiteRT: also output keypoints and scores decoded on the device")
     parser.add_argument("--allow-non-gpu-ops", action="store_true",
                         help="write a .tflite even if an op is outside the GPU delegate's list")
     parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
@@ -81,11 +67,7 @@ def load_model(args: argparse.Namespace):
     if args.keras:
         import keras
 
-        import keras_pose.models.cpm  # noqa: F401  (register every family for load_model)
-        import keras_pose.models.cpn  # noqa: F401
-        import keras_pose.models.hourglass  # noqa: F401
-        import keras_pose.models.mspn  # noqa: F401
-        import keras_pose.models.rsn  # noqa: F401
+        import keras_pose.models  # noqa: F401  (registers every family for load_model)
 
         if args.input_size:
             raise SystemExit("--input-size applies to --model; a .keras file fixes its input size")
@@ -93,10 +75,12 @@ def load_model(args: argparse.Namespace):
             raise FileNotFoundError(f"model file not found: {args.keras}")
         model = keras.models.load_model(args.keras, compile=False)
     else:
+        from keras_pose.models import build_model
+
         kwargs = {"compile": False}
         if args.input_size:
             kwargs["input_shape"] = (*args.input_size, 3)
-        model = _builders()[args.model or "rsn18"](**kwargs)
+        model = build_model(args.model or DEFAULT_MODEL, **kwargs)
     if args.weights:
         if not os.path.isfile(args.weights):
             raise FileNotFoundError(f"weights file not found: {args.weights}")
@@ -115,6 +99,11 @@ def calibration_data(model, args: argparse.Namespace):
         return build_dataset(model, ann_file, image_dir, batch_size=8, training=False)
     from keras_pose.data.synthetic import make_coco_layout
 
+    if model.spec.num_keypoints != 17:
+        raise SystemExit(
+            f"int8 calibration of a {model.spec.num_keypoints}-keypoint model needs "
+            "--calibration ANN_FILE IMAGE_DIR (the synthetic people have COCO's 17 keypoints)"
+        )
     print("note: calibrating int8 on synthetic people (pass --calibration for real data)")
     folder = tempfile.mkdtemp(prefix="keras_pose_calibration_")
     paths = make_coco_layout(folder, num_train=1, num_val=max(8, args.num_calibration // 2))["val2017"]
@@ -155,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written.append(
             export.litert(
                 model, os.path.join(folder, f"{name}{suffix}.tflite"), args.quantize, data,
-                num_calibration=args.num_calibration,
+                decode=args.decode, num_calibration=args.num_calibration,
                 require_gpu_compatible=not args.allow_non_gpu_ops,
             )
         )  # fmt: skip

@@ -6,6 +6,8 @@ from typing import Callable, Mapping, Sequence
 
 import keras
 
+from keras_pose.export._model import require_tensorflow_backend
+
 
 def write_saved_model(
     directory: str,
@@ -21,15 +23,12 @@ def write_saved_model(
     """
     import tensorflow as tf
 
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(
-            f"SavedModel/LiteRT export needs the TensorFlow backend, got {keras.backend.backend()!r}"
-        )
+    require_tensorflow_backend("SavedModel/LiteRT export")
     module = tf.Module()
     module.model_variables = [variable.value for variable in model.variables]
     signatures = {}
     for name, (function, input_signature) in endpoints.items():
-        traced = tf.function(function, input_signature=list(input_signature))
+        traced = tf.function(function, input_signature=list(input_signature), autograph=False)
         setattr(module, name, traced)
         signatures[name] = traced.get_concrete_function()
     tf.saved_model.save(module, directory, signatures=signatures)

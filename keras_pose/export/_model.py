@@ -11,6 +11,18 @@ from keras_pose.models.base import IMAGE_INPUT, PoseModel
 
 FINAL = "final"
 ALL = "all"
+KEYPOINTS = "keypoints"  # decoded outputs of the exports that decode in the graph
+SCORES = "scores"
+
+
+def require_tensorflow_backend(what: str) -> None:
+    """Exports trace the model into a TensorFlow graph: refuse other Keras backends clearly."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{what} needs the TensorFlow backend (KERAS_BACKEND=tensorflow), got {backend!r}; "
+            "a .keras file saved under any backend loads under TensorFlow"
+        )
 
 
 def resolve_outputs(model: PoseModel, outputs: str | Sequence[str]) -> list[str]:

@@ -16,10 +16,18 @@ import numpy as np
 
 from keras_pose.export._archive import write_saved_model
 from keras_pose.export._files import atomic_path
-from keras_pose.export._model import crop_signature, heatmap_model, keras_outputs, resolve_outputs
+from keras_pose.export._model import (
+    KEYPOINTS,
+    SCORES,
+    crop_signature,
+    heatmap_model,
+    keras_outputs,
+    resolve_outputs,
+)
 from keras_pose.export.gpu_ops import gpu_delegate_problems
 from keras_pose.export.parity import (
     ExportCompatibilityError,
+    ExportParityError,
     heatmap_errors,
     parity_crops,
     require,
@@ -28,9 +36,9 @@ from keras_pose.models.base import IMAGE_INPUT, PoseModel
 
 QUANTIZE_MODES = (None, "float16", "int8")
 SIGNATURE = "serving_default"
-# Parity limits: fp32 absolute on heatmaps / peak; fp16 relative to the largest heatmap value;
-# int8 mean error relative to the largest value (a broken conversion is far above it; the
-# keypoint-level check of int8 is the arg-max agreement in the tests).
+# Parity limits (keras_pose.export.parity.heatmap_errors): fp32 max error on the heatmap scale;
+# fp16 max error relative to the largest heatmap value; int8 mean error relative to it (a broken
+# conversion is far above; int8 keypoints are compared with fp32 ones in the tests).
 DEFAULT_TOLERANCE = {None: ("scaled", 1e-4), "float16": ("relative", 1e-2), "int8": ("mean_relative", 0.05)}
 
 
@@ -41,6 +49,7 @@ def litert(
     representative_data: Any = None,
     *,
     outputs: str | Sequence[str] = "final",
+    decode: bool = False,
     num_calibration: int = 64,
     require_gpu_compatible: bool = True,
     check: bool = True,
@@ -57,6 +66,8 @@ def litert(
             (e.g. a ``keras_pose.data`` ``tf.data`` pipeline) of batches, ``(crops, ...)``
             tuples or ``{"image": crops}`` dicts, in the model's channel order, 0..255.
         outputs: ``"final"`` (the ``heatmaps`` output only, the default), ``"all"`` or names.
+        decode: also output ``keypoints`` (crop pixels) and ``scores``, decoded on the device
+            (float models only; see :class:`LiteRTConverter`).
         num_calibration: at most this many crops are used to calibrate int8.
         require_gpu_compatible: refuse a graph with an op outside the GPU delegate's list.
         check: compare with Keras (fp32: 1e-4 of the heatmap scale; fp16: 1e-2 relative;
@@ -72,7 +83,7 @@ def litert(
     :class:`LiteRTConverter` traces it once.
     """
     _check_arguments(path, quantize, representative_data)
-    with LiteRTConverter(model, outputs) as converter:
+    with LiteRTConverter(model, outputs, decode) as converter:
         return converter.write(
             path,
             quantize,
@@ -94,18 +105,44 @@ class LiteRTConverter:
             converter.write("m-float16.tflite", "float16")
             converter.write("m-int8.tflite", "int8", calibration_crops)
 
+    Args:
+        model: a keras-pose model.
+        outputs: ``"final"`` (``heatmaps`` only), ``"all"`` or output names.
+        decode: also output ``keypoints`` ``(1, K, 2)`` (crop pixels) and ``scores`` ``(1, K)``,
+            decoded on the device by :func:`keras_pose.codecs.graph.decode_graph` (float
+            models only; its ops are on the GPU delegate's list too).
+
     ``write`` takes the arguments of :func:`litert` after ``path``.
     """
 
-    def __init__(self, model: PoseModel, outputs: str | Sequence[str] = "final") -> None:
+    def __init__(
+        self, model: PoseModel, outputs: str | Sequence[str] = "final", decode: bool = False
+    ) -> None:
         self.model = model
         self.names = resolve_outputs(model, outputs)
+        self.decode = decode
         self._workdir: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> "LiteRTConverter":
+        from keras_pose.codecs import codec_from_spec
+        from keras_pose.codecs.graph import decode_graph
+
+        spec = self.model.spec
+        final = spec.final_output
+        names = self.names if final in self.names or not self.decode else [*self.names, final]
+        export_model = heatmap_model(self.model, names)
+        codec = codec_from_spec(spec.final.codec, spec.input_size, spec.final.stride)
+
+        def serve(image):
+            heatmaps = export_model(image, training=False)
+            outputs = {name: heatmaps[name] for name in self.names}
+            if self.decode:
+                outputs[KEYPOINTS], outputs[SCORES] = decode_graph(heatmaps[final], codec)
+            return outputs
+
+        self._codec = codec
         self._workdir = tempfile.TemporaryDirectory(prefix="keras_pose_litert_")
-        export_model = heatmap_model(self.model, self.names)
-        endpoint = (lambda image: export_model(image, training=False), [crop_signature(self.model, batch=1)])
+        endpoint = (serve, [crop_signature(self.model, batch=1)])
         write_saved_model(self._workdir.name, export_model, {SIGNATURE: endpoint})
         return self
 
@@ -128,12 +165,13 @@ class LiteRTConverter:
         if self._workdir is None:
             raise RuntimeError("use LiteRTConverter as a context manager: `with LiteRTConverter(m) as c:`")
         path = _check_arguments(path, quantize, representative_data)
-        model = self.model
+        if self.decode and quantize == "int8":
+            raise ValueError("decode=True needs a float model: int8 would quantize the decode's arithmetic")
         calibration = None
         if quantize == "int8":
-            calibration = calibration_crops(representative_data, model, num_calibration)
+            calibration = calibration_crops(representative_data, self.model, num_calibration)
         content = _convert(self._workdir.name, quantize, calibration)
-        what = f"LiteRT {quantize or 'float32'} export of {model.name}"
+        what = f"LiteRT {quantize or 'float32'} export of {self.model.name}"
         with atomic_path(path, directory=False) as tmp:
             with open(tmp, "wb") as f:
                 f.write(content)
@@ -144,13 +182,26 @@ class LiteRTConverter:
                         f"{what} would not run whole on the TFLite GPU delegate: " + "; ".join(problems)
                     )
             if check:
-                crops = calibration[:8] if calibration is not None else parity_crops(model.spec)
-                measure, limit = DEFAULT_TOLERANCE[quantize]
-                expected = keras_outputs(model, crops, self.names)
-                actual = LiteRTRunner(tmp)(crops)
-                errors = heatmap_errors(expected, actual, model.spec, what)
-                require(errors, measure, limit if tolerance is None else tolerance, what)
+                crops = calibration[:8] if calibration is not None else parity_crops(self.model.spec)
+                self._check(tmp, crops, quantize, tolerance, what)
         return path
+
+    def _check(self, path: str, crops: np.ndarray, quantize: str | None, tolerance, what: str) -> None:
+        """Heatmaps against Keras; the on-device decode against the codec on the same heatmaps."""
+        measure, limit = DEFAULT_TOLERANCE[quantize]
+        expected = keras_outputs(self.model, crops, self.names)
+        actual = LiteRTRunner(path)(crops)
+        errors = heatmap_errors(expected, actual, self.model.spec, what)
+        require(errors, measure, limit if tolerance is None else tolerance, what)
+        if self.decode:
+            heatmaps = actual.get(self.model.spec.final_output)
+            if heatmaps is None:
+                heatmaps = keras_outputs(self.model, crops, [self.model.spec.final_output])
+                heatmaps = heatmaps[self.model.spec.final_output]
+            keypoints, scores = self._codec.decode(heatmaps)
+            same = np.allclose(actual[KEYPOINTS], keypoints, atol=1e-3)
+            if not (same and np.allclose(actual[SCORES], scores, atol=1e-3)):
+                raise ExportParityError(f"{what}: the on-device decode differs from the codec's decode")
 
 
 def _check_arguments(path: str | os.PathLike, quantize: str | None, representative_data: Any) -> str:
@@ -211,15 +262,14 @@ def calibration_crops(data: Any, model: PoseModel, limit: int) -> np.ndarray:
 
 
 def _batches(data: Iterable[Any]) -> Iterable[Any]:
+    """The crops of each element: ``(crops, ...)`` tuples, ``{"image": crops}`` dicts or arrays."""
     for element in data:
+        if isinstance(element, (tuple, list)):
+            element = element[0]
         if isinstance(element, Mapping):
             if IMAGE_INPUT not in element:
                 raise ValueError(f"representative data dicts need an {IMAGE_INPUT!r} key, got {sorted(element)}")
             element = element[IMAGE_INPUT]
-        elif isinstance(element, (tuple, list)):
-            element = element[0]
-            if isinstance(element, Mapping):
-                element = element[IMAGE_INPUT]
         yield element
 
 

@@ -9,7 +9,13 @@ from typing import Sequence
 import numpy as np
 
 from keras_pose.export._files import atomic_path
-from keras_pose.export._model import crop_signature, heatmap_model, keras_outputs, resolve_outputs
+from keras_pose.export._model import (
+    crop_signature,
+    heatmap_model,
+    keras_outputs,
+    require_tensorflow_backend,
+    resolve_outputs,
+)
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import PoseModel
 
@@ -37,6 +43,7 @@ def onnx(
         check: run it with ONNX Runtime on batches of 2 and 1 crops and compare with Keras
             (``atol`` on heatmaps divided by the output's peak).
     """
+    require_tensorflow_backend("ONNX export")
     names = resolve_outputs(model, outputs)
     what = f"ONNX export of {model.name}"
     with atomic_path(path, directory=False) as tmp:

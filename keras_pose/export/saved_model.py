@@ -22,15 +22,20 @@ import numpy as np
 
 from keras_pose.export._archive import write_saved_model
 from keras_pose.export._files import atomic_path
-from keras_pose.export._model import crop_signature, heatmap_model, keras_outputs, resolve_outputs
+from keras_pose.export._model import (
+    KEYPOINTS,
+    SCORES,
+    crop_signature,
+    heatmap_model,
+    keras_outputs,
+    resolve_outputs,
+)
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
 
 CROPS_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "predict_image"
 BOXES_INPUT = "boxes"
-KEYPOINTS = "keypoints"
-SCORES = "scores"
 
 
 def saved_model(
@@ -60,8 +65,9 @@ def saved_model(
         image_channel_order: channel order of ``predict_image``'s uint8 image (``"RGB"``,
             what image decoders give, or ``"BGR"``); converted to the model's in the graph.
         check: load the written directory and compare ``serving_default``'s heatmaps with
-            Keras (``atol`` on heatmaps divided by the output's peak) and its keypoints with
-            the in-graph decode of the Keras heatmaps; run ``predict_image`` once.
+            Keras (``atol`` on heatmaps divided by the output's peak, see
+            :mod:`keras_pose.export.parity`) and its keypoints with the in-graph decode of the
+            Keras heatmaps; run ``predict_image`` once.
 
     Returns:
         The directory written. Raises ``ExportParityError`` (writing nothing) if a check fails.
@@ -128,11 +134,26 @@ class ServingGraph:
         final = self.spec.final_output
         model_names = self.names if final in self.names else [*self.names, final]
         self.export_model = heatmap_model(model, model_names)
+        self._model_function = None
         self.codec = codec_from_spec(self.spec.final.codec, self.spec.input_size, self.spec.final.stride)
         self.flip = flip
         self.flip_indices = flip_indices
         self.reverse_channels = image_channel_order != self.spec.channel_order
         self.border_value = border_value_for(self.spec)
+
+    def run_model(self, crops):
+        """The heatmaps of ``crops``, through one ``tf.function`` that both signatures call, so
+        the model is traced (and stored in the SavedModel) once."""
+        if self._model_function is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec((None, *self.spec.input_size, 3), tf.float32)
+            self._model_function = tf.function(
+                lambda batch: self.export_model(batch, training=False),
+                input_signature=[spec],
+                autograph=False,
+            )
+        return self._model_function(crops)
 
     def image_signature(self) -> list:
         import tensorflow as tf
@@ -149,21 +170,42 @@ class ServingGraph:
 
     def predict_crops(self, image):
         """``serving_default``: crops -> named heatmaps, crop-pixel keypoints and scores."""
-        outputs = self.export_model(image, training=False)
-        keypoints, scores = self.decode(outputs[self.spec.final_output])
-        result = {name: outputs[name] for name in self.names}
-        result.update({KEYPOINTS: keypoints, SCORES: scores})
-        return result
+
+        def compute():
+            outputs = self.run_model(image)
+            keypoints, scores = self.decode(outputs[self.spec.final_output])
+            result = {name: outputs[name] for name in self.names}
+            result.update({KEYPOINTS: keypoints, SCORES: scores})
+            return result
+
+        return self._unless_empty(image, compute, self.names)
+
+    def _unless_empty(self, batch, compute, heatmap_names):
+        """``compute()``, or empty outputs for an empty batch (zero-sized batches break some
+        CPU kernels, and a request may hold no person)."""
+        import tensorflow as tf
+
+        k = self.spec.num_keypoints
+
+        def empty():
+            result = {n: tf.zeros((0, *self.export_model.output[n].shape[1:])) for n in heatmap_names}
+            result.update({KEYPOINTS: tf.zeros((0, k, 2)), SCORES: tf.zeros((0, k))})
+            return result
+
+        return tf.cond(tf.shape(batch)[0] > 0, compute, empty)
 
     def final_heatmaps(self, crops):
         """Heatmaps of ``crops``; with flip test, averaged with the un-flipped mirror's."""
         import tensorflow as tf
 
-        heatmaps = self.export_model(crops, training=False)[self.spec.final_output]
         if not self.flip:
-            return heatmaps
-        mirrored = self.export_model(tf.reverse(crops, axis=[2]), training=False)
-        mirrored = tf.gather(tf.reverse(mirrored[self.spec.final_output], axis=[2]), self.flip_indices, axis=3)
+            return self.run_model(crops)[self.spec.final_output]
+        # One batch of the crops and their mirrors (as tf-cpn's test does), then split.
+        count = tf.shape(crops)[0]
+        both = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+        heatmaps = self.run_model(both)[self.spec.final_output]
+        heatmaps, mirrored = heatmaps[:count], heatmaps[count:]
+        mirrored = tf.gather(tf.reverse(mirrored, axis=[2]), self.flip_indices, axis=3)
         if self.spec.final.codec.flip_shift:
             mirrored = tf.concat([mirrored[:, :, :1], mirrored[:, :, :-1]], axis=2)
         return 0.5 * (heatmaps + mirrored)
@@ -174,13 +216,16 @@ class ServingGraph:
 
         from keras_pose.export._crop import crop_image, crop_points_to_image, crop_to_image_affines
 
-        pixels = tf.cast(image, tf.float32)
-        if self.reverse_channels:
-            pixels = tf.reverse(pixels, axis=[-1])
-        affines = crop_to_image_affines(boxes, self.spec.input_size, self.spec.box_extension)
-        crops = crop_image(pixels, affines, self.spec.input_size, self.border_value)
-        keypoints, scores = self.decode(self.final_heatmaps(crops))
-        return {KEYPOINTS: crop_points_to_image(keypoints, affines), SCORES: scores}
+        def compute():
+            pixels = tf.cast(image, tf.float32)
+            if self.reverse_channels:
+                pixels = tf.reverse(pixels, axis=[-1])
+            affines = crop_to_image_affines(boxes, self.spec.input_size, self.spec.box_extension)
+            crops = crop_image(pixels, affines, self.spec.input_size, self.border_value)
+            keypoints, scores = self.decode(self.final_heatmaps(crops))
+            return {KEYPOINTS: crop_points_to_image(keypoints, affines), SCORES: scores}
+
+        return self._unless_empty(boxes, compute, [])
 
 
 def _check(directory: str, model: PoseModel, graph: ServingGraph, atol: float) -> None:
