@@ -12,6 +12,7 @@ from keras_pose.layers import (
     Bottleneck,
     ConvBN,
     LateralBlock,
+    NearestUpsample2x,
     PixelNormalization,
     interpolation_matrix,
 )
@@ -34,6 +35,12 @@ def test_bilinear_upsample_matches_tf1_resize_bilinear(in_size, out_size, align_
     cols = interpolation_matrix(in_size[1], out_size[1], mode)
     einsum_out = np.einsum("hH,bHWc,wW->bhwc", rows, x, cols)
     np.testing.assert_allclose(einsum_out, expected, atol=1e-5)
+
+
+def test_nearest_upsample_repeats_every_pixel_twice_each_way():
+    x = np.random.default_rng(5).normal(size=(2, 3, 5, 4)).astype("float32")
+    expected = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(np.asarray(NearestUpsample2x()(x)), expected)
 
 
 def test_interpolation_matrix_rejects_unknown_mode():
@@ -78,6 +85,7 @@ LAYERS = {
     "basic_block": lambda: BasicBlock(8, strides=2, bn_momentum=0.99),
     "pixel_norm": lambda: PixelNormalization([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 4.0, 4.0]),
     "upsample": lambda: BilinearUpsample((12, 10), mode="align_corners"),
+    "nearest_x2": lambda: NearestUpsample2x(),
 }
 
 

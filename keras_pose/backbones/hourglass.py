@@ -22,6 +22,7 @@ import keras
 
 from keras_pose.layers.conv_bn import ConvBN
 from keras_pose.layers.residual import TORCH_CONV_INITIALIZER, PreActResidual
+from keras_pose.layers.upsample import NearestUpsample2x
 
 STEM_CHANNELS = 64
 STEM_RESIDUAL_CHANNELS = 128
@@ -36,13 +37,8 @@ def residuals(x, filters: int, count: int, name: str, **options: Any):
 
 
 def nearest_upsample_x2(x, name: str):
-    """Nearest-neighbour x2 upsampling as a fixed-size resize (TFLite RESIZE_NEAREST_NEIGHBOR).
-
-    ``keras.layers.UpSampling2D`` lowers nearest upsampling to ``repeat`` (TILE/SHAPE ops in
-    TFLite, which the GPU delegate does not run); a static-size resize is the same map.
-    """
-    height, width = x.shape[1], x.shape[2]
-    return keras.layers.Resizing(2 * height, 2 * width, interpolation="nearest", name=name)(x)
+    """Nearest-neighbour x2 upsampling (:class:`NearestUpsample2x`: GPU-delegate and ONNX exact)."""
+    return NearestUpsample2x(name=name)(x)
 
 
 def hourglass(

@@ -7,7 +7,7 @@ from keras_pose.layers.normalization import PixelNormalization
 from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.layers.residual import PreActResidual
 from keras_pose.layers.rsb import ResidualStepsBlock
-from keras_pose.layers.upsample import BilinearUpsample, interpolation_matrix
+from keras_pose.layers.upsample import BilinearUpsample, NearestUpsample2x, interpolation_matrix
 
 __all__ = [
     "BasicBlock",
@@ -16,6 +16,7 @@ __all__ = [
     "ConvBN",
     "ConvBNBlock",
     "LateralBlock",
+    "NearestUpsample2x",
     "PixelNormalization",
     "PoseRefineMachine",
     "PreActResidual",

@@ -99,7 +99,10 @@ class ResidualStepsBlock(ConvBNBlock):
 
     def branch_outputs(self, inputs, training=None) -> list[list[Any]]:
         """Every step's output, ``[[y11], [y21, y22], [y31, y32, y33], [y41, ..., y44]]``."""
-        splits = ops.split(self.expand(inputs, training=training), NUM_BRANCHES, axis=-1)
+        expanded = self.expand(inputs, training=training)
+        width = expanded.shape[-1] // NUM_BRANCHES
+        # Static slices, not ops.split: TFLite's SPLIT is not on the GPU delegate's op list.
+        splits = [expanded[..., i * width:(i + 1) * width] for i in range(NUM_BRANCHES)]
         outputs: list[list[Any]] = []
         previous_branch: list[Any] = []
         for split, branch in zip(splits, self.steps):

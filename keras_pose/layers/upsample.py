@@ -88,3 +88,27 @@ def _tf_resize_bilinear(images, size, align_corners: bool):
     return tf.raw_ops.ResizeBilinear(
         images=images, size=list(size), align_corners=align_corners, half_pixel_centers=False
     )
+
+
+@keras.saving.register_keras_serializable(package="keras_pose")
+class NearestUpsample2x(keras.layers.Layer):
+    """Nearest-neighbour x2 upsampling of NHWC maps written as concatenations and reshapes.
+
+    Each pixel is repeated along channels then folded into width, and each row likewise into
+    height. It lowers to CONCATENATION and RESHAPE only, which every runtime computes exactly
+    (TFLite's RESIZE_NEAREST_NEIGHBOR is not on the GPU delegate's op list, and ONNX Runtime's
+    nearest resize rounds differently), and needs static height, width and channels.
+    """
+
+    def call(self, inputs):
+        _, height, width, channels = inputs.shape
+        if None in (height, width, channels):
+            raise ValueError(f"NearestUpsample2x needs a static input shape, got {inputs.shape}")
+        x = ops.concatenate([inputs, inputs], axis=-1)
+        x = ops.reshape(x, (-1, height, 2 * width, channels))
+        x = ops.concatenate([x, x], axis=2)
+        return ops.reshape(x, (-1, 2 * height, 2 * width, channels))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if h is None else 2 * h, None if w is None else 2 * w, c)
