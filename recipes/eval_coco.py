@@ -17,7 +17,6 @@ flip test; NMS and person rescoring default to the family's original protocol (s
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -25,53 +24,27 @@ from typing import Any, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_pose.models import MODELS  # noqa: E402
+
 logger = logging.getLogger("eval_coco")
 
-# --model name -> (module, builder function or PoseModel class, keyword arguments)
-MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "cpn50": ("keras_pose.models.cpn", "CPN50", {}),
-    "cpn101": ("keras_pose.models.cpn", "CPN101", {}),
-    "mspn": ("keras_pose.models.mspn", "MSPN", {"num_stages": 2}),
-    "rsn18": ("keras_pose.models.rsn", "RSN18", {}),
-    "rsn50": ("keras_pose.models.rsn", "RSN50", {}),
-    "cpm": ("keras_pose.models.cpm", "CPM", {}),
-    "hourglass": ("keras_pose.models.hourglass", "StackedHourglass", {}),
-}
 DEFAULT_SYNTHETIC_DIR = os.path.join("work_dirs", "synthetic")
 SYNTHETIC_VAL_IMAGES = 200
 
 
-def build_model(name: str, input_shape: Sequence[int] | None = None, weights: str | None = None):
-    """The named model (``--model``), with ``weights`` loaded, uncompiled."""
-    if name not in MODELS:
-        raise SystemExit(f"unknown --model {name!r}; choose one of {sorted(MODELS)}")
-    module, attribute, kwargs = MODELS[name]
-    factory = getattr(importlib.import_module(module), attribute)
-    kwargs = dict(kwargs)
-    if input_shape is not None:
-        kwargs["input_shape"] = tuple(input_shape)
-    if isinstance(factory, type):  # a PoseModel class without a builder function
-        from keras_pose.models.base import finish_builder
-
-        return finish_builder(factory(**kwargs), weights, compile=False)
-    return factory(weights=weights, compile=False, **kwargs)
-
-
 def load_model(args: argparse.Namespace):
-    if args.keras:
-        import keras
+    """The ``--keras`` file, or ``--model`` built (at ``--input-size``) with ``--weights``."""
+    from keras_pose.models import load_model as load_pose_model
 
-        for module, _, _ in MODELS.values():
-            importlib.import_module(module)  # registers the model classes
-        if not os.path.isfile(args.keras):
-            raise SystemExit(f"--keras file not found: {args.keras}")
-        return keras.saving.load_model(args.keras, compile=False)
-    if not args.model:
+    if not (args.keras or args.model):
         raise SystemExit("give --model NAME (with --weights FILE) or --keras FILE")
-    if args.weights is None:
+    if args.model and args.weights is None:
         logger.warning("no --weights or --keras: evaluating an untrained %s", args.model)
     shape = None if args.input_size is None else (*args.input_size, 3)
-    return build_model(args.model, shape, args.weights)
+    try:
+        return load_pose_model(args.keras or args.model, args.weights, shape)
+    except (FileNotFoundError, ValueError, TypeError) as error:
+        raise SystemExit(str(error)) from error
 
 
 def dataset_paths(args: argparse.Namespace) -> dict[str, str]:

@@ -13,31 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def _builders() -> dict[str, Callable]:
-    """Model names of ``--model`` -> builders (full-size, as the originals)."""
-    from keras_pose.models.cpm import CPM
-    from keras_pose.models.cpn import CPN50, CPN101
-    from keras_pose.models.hourglass import StackedHourglass
-    from keras_pose.models.mspn import MSPN
-    from keras_pose.models.rsn import RSN18, RSN50
-
-    return {
-        "cpn50": CPN50,
-        "cpn101": CPN101,
-        "mspn": lambda compile=False: MSPN(num_stages=2),  # the released COCO model
-        "rsn18": RSN18,
-        "rsn50": RSN50,
-        "cpm": CPM,
-        "hourglass": StackedHourglass,
-    }
-
-
-MODEL_NAMES = ("cpn50", "cpn101", "mspn", "rsn18", "rsn50", "cpm", "hourglass")
+from keras_pose.models import MODELS  # noqa: E402
 
 
 def parse_box(text: str) -> list[float]:
@@ -63,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a person box in image pixels; repeat for several people "
                              "(default: the whole image)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", choices=MODEL_NAMES,
+    source.add_argument("--model", choices=sorted(MODELS),
                         help="build this architecture (use --weights for trained weights)")
     source.add_argument("--keras", metavar="FILE", help="a saved .keras keras-pose model")
     parser.add_argument("--weights", metavar="FILE",
@@ -81,33 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace):
     """The model named by ``--model``/``--keras``, with ``--weights`` loaded."""
-    if args.keras:
-        import keras
+    from keras_pose.models import load_model as load_pose_model
 
-        import keras_pose.models.cpm  # noqa: F401  (register every family for load_model)
-        import keras_pose.models.cpn  # noqa: F401
-        import keras_pose.models.hourglass  # noqa: F401
-        import keras_pose.models.mspn  # noqa: F401
-        import keras_pose.models.rsn  # noqa: F401
-
-        if not os.path.isfile(args.keras):
-            raise FileNotFoundError(f"model file not found: {args.keras}")
-        model = keras.models.load_model(args.keras, compile=False)
-        if args.weights:
-            _load_weights(model, args.weights)
-        return model
-    model = _builders()[args.model](compile=False)
-    if args.weights:
-        _load_weights(model, args.weights)
-    else:
+    if args.model and not args.weights:
         print(f"warning: {args.model} has random weights (no --weights given)", file=sys.stderr)
-    return model
-
-
-def _load_weights(model, path: str) -> None:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    model.load_weights(path)
+    return load_pose_model(args.keras or args.model, weights=args.weights)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

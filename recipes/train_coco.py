@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    from keras_pose.training.models import MODELS
+    from keras_pose.models import MODELS
     from keras_pose.training.recipes import SCHEDULES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],

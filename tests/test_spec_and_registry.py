@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_pose.losses import KeypointMSE, OHKMLoss
-from keras_pose.models import MODELS, build_model
+from keras_pose.models import FAMILIES, MODELS, build_model, load_model
 from keras_pose.models.rsn import RSN
 from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 
@@ -53,6 +53,29 @@ def test_registry_names_every_variant_and_rejects_unknown_ones():
     assert {"cpn50", "cpn101", "mspn50", "4xmspn50", "rsn18", "rsn50", "4xrsn50", "cpm", "hourglass"} <= set(MODELS)
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         build_model("resnet")
+
+
+def test_every_name_has_the_family_its_model_declares():
+    assert sorted(FAMILIES) == sorted(MODELS)
+    for name in ("cpn50", "2xmspn50", "rsn18", "tiny"):
+        assert build_model(name, compile=False).spec.family == FAMILIES[name], name
+
+
+def test_load_model_takes_a_name_or_a_keras_file(tmp_path):
+    model = load_model("tiny", input_shape=(32, 24, 3))
+    assert model.spec.input_size == (32, 24) and not model.compiled
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    model.save_weights(str(tmp_path / "tiny.weights.h5"))
+    x = np.random.default_rng(1).uniform(0, 255, (1, 32, 24, 3)).astype(np.float32)
+    expected = model.predict_on_batch(x)["heatmaps"]
+    np.testing.assert_array_equal(load_model(path).predict_on_batch(x)["heatmaps"], expected)
+    fresh = load_model("tiny", weights=tmp_path / "tiny.weights.h5", input_shape=(32, 24, 3))
+    np.testing.assert_array_equal(fresh.predict_on_batch(x)["heatmaps"], expected)
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        load_model(str(tmp_path / "missing.keras"))
+    with pytest.raises(ValueError, match="keeps its input shape"):
+        load_model(path, input_shape=(64, 48, 3))
 
 
 def test_builder_compiles_with_the_family_losses():

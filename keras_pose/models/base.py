@@ -67,6 +67,13 @@ class PoseModel(keras.Model):
             **kwargs,
         )
 
+    def compile_from_config(self, config: Mapping[str, Any]) -> None:
+        """Recompile from a ``.keras`` file's compile config (optimizer state then loads)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _ensure_compiled(self) -> None:
         """Compile with the family defaults if the user has not compiled the model yet."""
         if self.compiled:

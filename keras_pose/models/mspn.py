@@ -343,8 +343,32 @@ def megvii_adam() -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(5e-4)
 
 
+class MultiStagePoseModel(PoseModel):
+    """What MSPN and RSN share: the multi-stage graph of a downsample design, its spec, the
+    Megvii solver and a config of the constructor's ``arguments``."""
+
+    family = ""
+
+    def __init__(self, design: DownsampleDesign, name: str, arguments: dict[str, Any]) -> None:
+        arguments = {**arguments, "input_shape": [int(v) for v in arguments["input_shape"]]}
+        network = {k: v for k, v in arguments.items() if k != "depth"}
+        image, outputs = build_multi_stage_network(family=self.family, design=design, **network)
+        channel_order = MMPOSE_CHANNEL_ORDER if arguments["variant"] == "mmpose" else "BGR"
+        spec = multi_stage_spec(self.family, arguments["input_shape"][:2],
+                                arguments["num_keypoints"], arguments["num_stages"], channel_order)
+        super().__init__(inputs=image, outputs=outputs, spec=spec, name=name)
+        self._arguments = arguments
+        self.variant = arguments["variant"]
+
+    def default_optimizer(self) -> keras.optimizers.Optimizer:
+        return megvii_adam()
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._arguments}
+
+
 @keras.saving.register_keras_serializable(package="keras_pose")
-class MSPN(PoseModel):
+class MSPN(MultiStagePoseModel):
     """Multi-Stage Pose Network with ResNet-50 downsample modules (the original's layout).
 
     Args:
@@ -375,39 +399,7 @@ class MSPN(PoseModel):
         variant: str = "original",
         name: str | None = None,
     ) -> None:
-        image, outputs = build_multi_stage_network(
-            input_shape,
-            family=self.family,
-            design=MSPN_DOWNSAMPLE,
-            num_stages=num_stages,
-            num_keypoints=num_keypoints,
-            weight_decay=weight_decay,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            variant=variant,
-        )
-        channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
-        super().__init__(
-            inputs=image,
-            outputs=outputs,
-            spec=multi_stage_spec(
-                self.family, input_shape[:2], num_keypoints, num_stages, channel_order
-            ),
-            name=name or f"mspn_{num_stages}stage",
-        )
-        self._arguments = dict(
-            num_stages=num_stages,
-            input_shape=[int(v) for v in input_shape],
-            num_keypoints=num_keypoints,
-            weight_decay=weight_decay,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            variant=variant,
-        )
-        self.variant = variant
-
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        return megvii_adam()
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._arguments}
+        arguments = dict(num_stages=num_stages, input_shape=input_shape,
+                         num_keypoints=num_keypoints, weight_decay=weight_decay,
+                         bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, variant=variant)
+        super().__init__(MSPN_DOWNSAMPLE, name or f"mspn_{num_stages}stage", arguments)

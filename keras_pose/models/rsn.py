@@ -24,14 +24,8 @@ from typing import Any, Sequence
 import keras
 
 from keras_pose.layers.rsb import ResidualStepsBlock
-from keras_pose.models.base import PoseModel, finish_builder
-from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER
-from keras_pose.models.mspn import (
-    DownsampleDesign,
-    build_multi_stage_network,
-    megvii_adam,
-    multi_stage_spec,
-)
+from keras_pose.models.base import finish_builder
+from keras_pose.models.mspn import DownsampleDesign, MultiStagePoseModel
 
 RSN_LAYERS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -48,7 +42,7 @@ def rsn_downsample(depth: int) -> DownsampleDesign:
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class RSN(PoseModel):
+class RSN(MultiStagePoseModel):
     """Residual Steps Network: MSPN's multi-stage wrapper around RSB downsample modules.
 
     Args:
@@ -82,46 +76,12 @@ class RSN(PoseModel):
         variant: str = "original",
         name: str | None = None,
     ) -> None:
-        image, outputs = build_multi_stage_network(
-            input_shape,
-            family=self.family,
-            design=rsn_downsample(depth),
-            num_stages=num_stages,
-            num_keypoints=num_keypoints,
-            use_prm=use_prm,
-            weight_decay=weight_decay,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            variant=variant,
-        )
+        arguments = dict(depth=depth, num_stages=num_stages, use_prm=use_prm,
+                         input_shape=input_shape, num_keypoints=num_keypoints,
+                         weight_decay=weight_decay, bn_epsilon=bn_epsilon,
+                         bn_momentum=bn_momentum, variant=variant)
         default_name = f"rsn{depth}" if num_stages == 1 else f"{num_stages}xrsn{depth}"
-        channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
-        super().__init__(
-            inputs=image,
-            outputs=outputs,
-            spec=multi_stage_spec(
-                self.family, input_shape[:2], num_keypoints, num_stages, channel_order
-            ),
-            name=name or default_name,
-        )
-        self._arguments = dict(
-            depth=depth,
-            num_stages=num_stages,
-            use_prm=use_prm,
-            input_shape=[int(v) for v in input_shape],
-            num_keypoints=num_keypoints,
-            weight_decay=weight_decay,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            variant=variant,
-        )
-        self.variant = variant
-
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        return megvii_adam()
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._arguments}
+        super().__init__(rsn_downsample(depth), name or default_name, arguments)
 
 
 def _build_rsn(

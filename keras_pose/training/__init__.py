@@ -5,7 +5,6 @@ are registered Keras objects: importing this package lets ``.keras`` files with 
 optimizers load.
 """
 
-from keras_pose.training.models import MODELS, build_model
 from keras_pose.training.recipes import (
     PUBLISHED,
     RECIPES,
@@ -15,21 +14,17 @@ from keras_pose.training.recipes import (
     readme_table,
 )
 from keras_pose.training.schedules import WarmupLinearDecay, WarmupMultiStep
-from keras_pose.training.tiny import TinyPoseNet
 from keras_pose.training.trainer import SYNTHETIC_DEFAULTS, TrainConfig, train
 
 
 __all__ = [
-    "MODELS",
     "PUBLISHED",
     "RECIPES",
     "SYNTHETIC_DEFAULTS",
     "FamilyRecipe",
-    "TinyPoseNet",
     "TrainConfig",
     "WarmupLinearDecay",
     "WarmupMultiStep",
-    "build_model",
     "make_optimizer",
     "make_schedule",
     "readme_table",

@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_pose.training import checkpoints
 from keras_pose.training.checkpoints import TrainingState
+from keras_pose.training.distribute import local_model
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ class CocoEvaluation(keras.callbacks.Callback):
         self.every_epochs = every_epochs
         self.last_epoch = last_epoch
         self.last_metrics: dict[str, Any] | None = None
-        self._twin = None
+        self._copy = None
 
     def due(self, epoch: int) -> bool:
         periodic = self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0
@@ -224,19 +225,8 @@ class CocoEvaluation(keras.callbacks.Callback):
     def evaluation_model(self):
         """The model itself, or under a multi-replica strategy an undistributed copy with
         its weights (prediction then needs no other replica or worker)."""
-        strategy = self.model.distribute_strategy
-        if strategy.num_replicas_in_sync == 1 and not _multi_worker(strategy):
-            return self.model
-        if self._twin is None:
-            self._twin = type(self.model).from_config(self.model.get_config())
-        self._twin.set_weights(self.model.get_weights())
-        return self._twin
-
-
-def _multi_worker(strategy) -> bool:
-    from keras_pose.training.distribute import is_multi_worker
-
-    return is_multi_worker(strategy)
+        self._copy = local_model(self.model, self._copy)
+        return self._copy
 
 
 class TensorBoardLogger(keras.callbacks.Callback):

@@ -84,6 +84,24 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def local_model(model: Any, copy: Any = None) -> Any:
+    """``model`` if it lives on one device; else an undistributed copy (``copy``, reused when
+    given) holding its current weights, whose predictions need no other replica or worker."""
+    strategy = model.distribute_strategy
+    if strategy.num_replicas_in_sync == 1 and not is_multi_worker(strategy):
+        return model
+    if copy is None:
+        copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def worker_name(strategy: tf.distribute.Strategy) -> str:
+    """``"<task type>-<task id>"`` of this process in a multi-worker cluster."""
+    resolver = strategy.cluster_resolver
+    return f"{resolver.task_type}-{resolver.task_id}"
+
+
 def has_gpu() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
@@ -100,3 +118,31 @@ def resolve_jit_compile(requested: Any, strategy: tf.distribute.Strategy) -> boo
         logger.warning("jit_compile turned off: XLA fails under a CPU MirroredStrategy")
         return False
     return requested
+
+
+def prepare_distributed_fit(model: Any, element_spec: Any) -> None:
+    """Work around two places where Keras 3.15's ``fit`` fails under
+    ``MultiWorkerMirroredStrategy`` (tensorflow/tensorflow#72388).
+
+    * It builds the compiled losses and metrics from a batch pulled from the distributed input
+      and averaged with ``strategy.reduce``, which fails for a nested batch ("Attempt to convert
+      a value (PerReplica ...) to a Tensor"). Shapes are all it needs: build from the input's
+      ``element_spec`` here and skip that step (which also decodes a batch for nothing under
+      ``MirroredStrategy``).
+    * It averages each step's scalar logs over workers with ``strategy.reduce("MEAN", v,
+      axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for input with 0
+      dimensions"): the model's ``train_step`` gets wrapped to return them with that axis.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)  # noqa: SLF001
+    if strategy is None:
+        return  # created outside a strategy: Keras builds lazily when tracing
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)  # noqa: SLF001
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None  # noqa: SLF001
+    if is_multi_worker(strategy):
+        step = model.train_step
+
+        def train_step(data):
+            return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+        model.train_step = train_step

@@ -161,10 +161,10 @@ PUBLISHED: dict[str, Published] = {
                        "tf-cpn README (originals.md §6.1)"),
     "cpn101": Published((384, 288), 72.9, "COCO minival, detector human AP 55.3",
                         "tf-cpn README; no 256x192 number (originals.md §6.1)"),
-    "mspn1": Published((256, 192), 71.5, "COCO minival", "MSPN README (originals.md §6.2)"),
-    "mspn": Published((256, 192), 74.5, "COCO minival", "MSPN README (originals.md §6.2)"),
-    "mspn3": Published((256, 192), 75.2, "COCO minival", "MSPN README (originals.md §6.2)"),
-    "mspn4": Published((256, 192), 75.9, "COCO minival", "MSPN README (originals.md §6.2)"),
+    "mspn50": Published((256, 192), 71.5, "COCO minival", "MSPN README (originals.md §6.2)"),
+    "2xmspn50": Published((256, 192), 74.5, "COCO minival", "MSPN README (originals.md §6.2)"),
+    "3xmspn50": Published((256, 192), 75.2, "COCO minival", "MSPN README (originals.md §6.2)"),
+    "4xmspn50": Published((256, 192), 75.9, "COCO minival", "MSPN README (originals.md §6.2)"),
     "rsn18": Published((256, 192), 70.4, "COCO val, the public PyTorch code (73.6 MegBrain)",
                        "RSN README (originals.md §6.3)"),
     "rsn50": Published((256, 192), 74.7, "COCO val (MegBrain version)",
@@ -180,6 +180,8 @@ PUBLISHED: dict[str, Published] = {
     "hourglass": Published((256, 256), None, "no COCO result for Newell's 8-stack network "
                            "(MPII PCKh 90.9); MMPose's 72.6 is a different Hourglass-52",
                            "originals.md §6.4, §6.5"),
+    "hourglass52": Published((256, 256), 72.6, "COCO val2017, MMPose's one-stack "
+                             "Hourglass-52", "MMPose (peers.md §1.2)"),
 }
 
 
@@ -239,17 +241,17 @@ def make_optimizer(
 
 def readme_table() -> str:
     """A markdown table of the defaults and the published AP of every model."""
-    from keras_pose.training.models import MODELS
+    from keras_pose.models import FAMILIES
 
     lines = [
         "| model | input | optimizer and schedule (original) | crops seen | published AP "
         "| source |",
         "|---|---|---|---|---|---|",
     ]
-    for name, entry in MODELS.items():
+    for name, family in FAMILIES.items():
         if name not in PUBLISHED:
             continue
-        recipe, published = RECIPES[entry.family], PUBLISHED[name]
+        recipe, published = RECIPES[family], PUBLISHED[name]
         ap = "-" if published.ap is None else f"{published.ap:.1f}"
         size = "x".join(str(v) for v in published.input_size)
         lines.append(

@@ -44,9 +44,11 @@ from keras_pose.training.distribute import (
     is_chief,
     logical_cpus,
     make_strategy,
+    prepare_distributed_fit,
     resolve_jit_compile,
+    worker_name,
 )
-from keras_pose.training.models import build_model, model_entry
+from keras_pose.models import build_model, check_model_name
 from keras_pose.training.recipes import make_optimizer, recipe_for
 
 logger = logging.getLogger(__name__)
@@ -57,18 +59,21 @@ PREDICTIONS_PNG = "predictions.png"
 SAVED_MODEL_DIR = "saved_model"
 SYNTHETIC_DIR = "synthetic"
 
-# The embedded main job: what a run without a data folder trains (on the synthetic set),
-# sized to finish in about 15 minutes on 2 CPU cores (see benchmarks/train_throughput.md).
+# The embedded main job: what a run without a data folder trains, on the synthetic set, sized
+# to finish in about 15 minutes on 2 CPU cores (see benchmarks/train_throughput.md).
+# SYNTHETIC_DEFAULTS apply to any model trained on the synthetic set, MAIN_JOB_MODEL to the
+# main job's own model only (another model keeps its family's input size and learning rate).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
-    "input_size": (128, 96),
     "batch_size": 32,
     "epochs": 12,
-    "steps_per_epoch": None,
-    "learning_rate": 2e-3,
     "eval_every": 4,
     "num_train_images": 1500,
     "num_val_images": 100,
+}
+MAIN_JOB_MODEL = {
+    "input_size": (128, 96),
+    "learning_rate": 2e-3,
 }
 
 
@@ -79,14 +84,15 @@ class TrainConfig:
     Data:
         data_dir: COCO layout (``annotations/person_keypoints_{train,val}2017.json``,
             ``train2017/``, ``val2017/``); ``None`` renders the synthetic set into
-            ``<out_dir>/synthetic`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`.
+            ``<out_dir>/synthetic`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`
+            (and :data:`MAIN_JOB_MODEL` to the main job's model).
         det_file: person detections for the validation AP (default: ground-truth boxes).
         train_split, val_split: split names under ``data_dir``.
         num_train_images, num_val_images: size of the synthetic set.
         augment: ``None`` the family's original augmentation, ``False`` none, or a dict of
             overrides (:func:`keras_pose.data.augment_config_for`).
     Model:
-        model: a name of :data:`keras_pose.training.models.MODELS`.
+        model: a name of :data:`keras_pose.models.MODELS`.
         model_kwargs: further constructor arguments.
         input_size: ``(height, width)``.
     Optimisation:
@@ -159,18 +165,16 @@ class TrainConfig:
         remaining fixed defaults (model, out_dir, eval period)."""
         config = dataclasses.replace(self)
         if config.synthetic:
-            for field, value in SYNTHETIC_DEFAULTS.items():
-                if field == "model" or getattr(config, field) is not None:
-                    continue
-                if field in ("batch_size", "epochs", "learning_rate", "input_size") and (
-                    config.model not in (None, SYNTHETIC_DEFAULTS["model"])
-                ):
-                    continue  # the main job's numbers are for its own model
-                setattr(config, field, value)
             config.model = config.model or SYNTHETIC_DEFAULTS["model"]
+            defaults = dict(SYNTHETIC_DEFAULTS)
+            if config.model == SYNTHETIC_DEFAULTS["model"]:
+                defaults.update(MAIN_JOB_MODEL)
+            for field, value in defaults.items():
+                if getattr(config, field) is None:
+                    setattr(config, field, value)
         if config.model is None:
             raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
-        model_entry(config.model)
+        config.model = check_model_name(config.model)
         config.out_dir = config.out_dir or os.path.join("work_dirs", config.model)
         config.eval_every = 5 if config.eval_every is None else config.eval_every
         return config
@@ -185,12 +189,15 @@ class DataPaths:
     det_file: str | None
 
 
-def data_paths(config: TrainConfig) -> DataPaths:
-    """The splits of ``config.data_dir``, or of the synthetic set (rendered if missing)."""
+def data_paths(config: TrainConfig, worker: str | None = None) -> DataPaths:
+    """The splits of ``config.data_dir``, or of the synthetic set (rendered if missing, into
+    ``<out_dir>/synthetic``; a non-chief ``worker`` of a multi-worker run renders its own
+    identical copy beside it rather than racing the chief for the same folder)."""
     if config.synthetic:
         from keras_pose.data.synthetic import make_coco_layout
 
-        layout = make_coco_layout(os.path.join(config.out_dir, SYNTHETIC_DIR),
+        folder = SYNTHETIC_DIR if worker is None else f".{SYNTHETIC_DIR}-{worker}"
+        layout = make_coco_layout(os.path.join(config.out_dir, folder),
                                   config.num_train_images, config.num_val_images, seed=0)
         train, val = layout["train2017"], layout["val2017"]
         return DataPaths(train["annotation_file"], train["image_dir"], val["annotation_file"],
@@ -238,7 +245,8 @@ class Run:
 
 def prepare(config: TrainConfig) -> Run:
     """Strategy, data, model and optimizer of ``config`` (resolved), restored from the backup
-    with ``resume``."""
+    with ``resume``. The strategy comes first: a multi-worker one must exist before TensorFlow
+    runs anything."""
     started = time.perf_counter()
     devices = logical_cpus(config.cpu_replicas) if config.cpu_replicas > 1 else None
     strategy = make_strategy("mirrored" if devices else config.strategy, devices)
@@ -248,41 +256,60 @@ def prepare(config: TrainConfig) -> Run:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     policy = set_precision(config.mixed_precision)
-    paths = data_paths(config)
+    paths = data_paths(config, None if is_chief(strategy) else worker_name(strategy))
+    with strategy.scope():
+        model, inputs = model_and_input(config, paths, strategy.num_replicas_in_sync)
+    steps_per_epoch = config.steps_per_epoch or inputs.steps_per_pass()
+    recipe = recipe_for(model.spec.family)
+    epochs = config.epochs or recipe.default_epochs(steps_per_epoch * inputs.global_batch)
+    state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
+    jit = resolve_jit_compile(config.jit_compile, strategy)
+    with strategy.scope():
+        optimizer = make_optimizer(model, epochs * steps_per_epoch, inputs.global_batch,
+                                   config.learning_rate, config.schedule)
+        model.compile(optimizer=optimizer, jit_compile=jit)
+        model.optimizer.build(model.trainable_variables)
+    replicas = strategy.num_replicas_in_sync
+    prepare_distributed_fit(model, inputs.dataset(num_replicas=replicas).element_spec)
+    if state.global_step:
+        with strategy.scope():
+            checkpoints.restore_backup(model, config.out_dir, state)
+    return Run(config, strategy, paths, model, inputs, state, jit, policy, started)
 
+
+def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
+    """The (uncompiled) model and its :class:`TrainingInput` from the training split."""
     from keras_pose.data.coco import load_coco_records, read_dataset_info
     from keras_pose.data.transforms import resolve_augment
 
     info = read_dataset_info(paths.train_annotations)
     records = load_coco_records(paths.train_annotations, paths.train_images, info)
-    with strategy.scope():
-        model = build_model(config.model, config.input_size, info.num_keypoints,
-                            **config.model_kwargs)
-    recipe = recipe_for(model.spec.family)
-    batch = config.batch_size or recipe.batch_per_replica * strategy.num_replicas_in_sync
+    model = build_run_model(config, info.num_keypoints)
+    batch = config.batch_size or recipe_for(model.spec.family).batch_per_replica * replicas
     inputs = TrainingInput(model.spec, records, info, resolve_augment(model.spec, config.augment),
                            batch, config.seed)
-    inputs.check_batch(strategy.num_replicas_in_sync)
-    steps_per_epoch = config.steps_per_epoch or inputs.steps_per_pass()
-    epochs = config.epochs or recipe.default_epochs(steps_per_epoch * batch)
-    state = resumed_state(config, steps_per_epoch, batch, epochs)
-
-    jit = resolve_jit_compile(config.jit_compile, strategy)
-    with strategy.scope():
-        optimizer = make_optimizer(model, epochs * steps_per_epoch, batch, config.learning_rate,
-                                   config.schedule)
-        model.compile(optimizer=optimizer, jit_compile=jit)
-        model.optimizer.build(model.trainable_variables)
-        if state.global_step:
-            checkpoints.restore_backup(model, config.out_dir, state)
-    return Run(config, strategy, paths, model, inputs, state, jit, policy, started)
+    inputs.check_batch(replicas)
+    return model, inputs
 
 
-def resumed_state(config: TrainConfig, steps_per_epoch: int, batch: int, epochs: int) -> TrainingState:
+def build_run_model(config: TrainConfig, num_keypoints: int):
+    """The uncompiled model of ``config`` (name, input size, extra arguments) for K keypoints."""
+    kwargs = {**config.model_kwargs, "num_keypoints": num_keypoints, "compile": False}
+    if config.input_size is not None:
+        kwargs["input_shape"] = (int(config.input_size[0]), int(config.input_size[1]), 3)
+    return build_model(config.model, **kwargs)
+
+
+def resumed_state(
+    config: TrainConfig, steps_per_epoch: int, batch: int, epochs: int
+) -> TrainingState:
     """The saved state with ``resume`` (checked against this run's layout), else a fresh one."""
     fresh = TrainingState(steps_per_epoch=steps_per_epoch, global_batch=batch, seed=config.seed,
                           epochs=epochs)
     if not config.resume:
+        if checkpoints.load_state(config.out_dir) is not None:
+            logger.warning("%s holds the backup of an earlier run, which this run replaces; "
+                           "use --resume to continue it instead", config.out_dir)
         return fresh
     state = checkpoints.load_state(config.out_dir)
     if state is None:
@@ -381,10 +408,12 @@ def execute(run: Run) -> dict[str, Any]:
         return {"global_step": run.state.global_step}
     out = run.config.out_dir
     checkpoints.save_model(run.model, os.path.join(out, FINAL_MODEL))
+    evaluation.set_model(run.model)  # (also when fit had nothing left to do)
+    model = evaluation.evaluation_model()
     metrics = evaluation.last_metrics
     if metrics is None or metrics["epoch"] != run.state.epochs:
-        metrics = {**make_evaluate(run)(run.model), "epoch": run.state.epochs}
-    artifacts = finish(run, metrics)
+        metrics = {**make_evaluate(run)(model), "epoch": run.state.epochs}
+    artifacts = finish(run, model, metrics)
     summary = make_summary(run, metrics, artifacts, time.perf_counter() - run.started)
     checkpoints.write_json(summary, os.path.join(out, SUMMARY_FILE))
     print(summary_line(summary), flush=True)
@@ -410,8 +439,9 @@ def describe_learning_rate(optimizer: Any) -> str:
     return f"{name} lr {float(keras.ops.convert_to_numpy(schedule)):g}"
 
 
-def finish(run: Run, metrics: dict[str, Any]) -> dict[str, str]:
-    """The export and the picture of predictions, as configured; returns their paths."""
+def finish(run: Run, model: Any, metrics: dict[str, Any]) -> dict[str, str]:
+    """The export and the picture of predictions of ``model`` (the final weights, on one
+    device), as configured; returns the paths of the run's products."""
     from keras_pose.training.artifacts import draw_predictions, export_saved_model
 
     artifacts = {"model": os.path.join(run.config.out_dir, FINAL_MODEL)}
@@ -419,10 +449,10 @@ def finish(run: Run, metrics: dict[str, Any]) -> dict[str, str]:
         artifacts["best_model"] = os.path.join(run.config.out_dir, "best.keras")
     if run.config.export:
         artifacts["saved_model"] = export_saved_model(
-            run.model, os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
+            model, os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
     if run.config.draw:
         artifacts["predictions"] = draw_predictions(
-            run.model, run.paths.val_annotations, run.paths.val_images,
+            model, run.paths.val_annotations, run.paths.val_images,
             os.path.join(run.config.out_dir, PREDICTIONS_PNG), metrics.get("results_file"))
     return artifacts
 

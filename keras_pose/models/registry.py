@@ -1,0 +1,92 @@
+"""The registry of model names: ``MODELS`` (name -> builder), ``FAMILIES`` (name -> family,
+i.e. training recipe), ``build_model`` and ``load_model`` (a name or a ``.keras`` file).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, Sequence
+
+from keras_pose.models.base import PoseModel, finish_builder
+from keras_pose.models.cpm import CPM
+from keras_pose.models.cpn import CPN50, CPN101
+from keras_pose.models.hourglass import StackedHourglass
+from keras_pose.models.hourglass52 import Hourglass52
+from keras_pose.models.mspn import MSPN
+from keras_pose.models.rsn import RSN18, RSN50
+from keras_pose.models.tiny import TinyPoseNet
+
+
+def _class_builder(cls: type, **fixed: Any) -> Callable[..., PoseModel]:
+    def build(weights=None, compile: bool = True, **kwargs: Any) -> PoseModel:
+        return finish_builder(cls(**fixed, **kwargs), weights, compile)
+
+    return build
+
+
+MODELS: dict[str, Callable[..., PoseModel]] = {
+    "cpn50": CPN50,
+    "cpn101": CPN101,
+    **{
+        (f"{s}xmspn50" if s > 1 else "mspn50"): _class_builder(MSPN, num_stages=s)
+        for s in (1, 2, 3, 4)
+    },
+    "rsn18": RSN18,
+    "rsn50": RSN50,
+    **{f"{s}xrsn50": functools.partial(RSN50, num_stages=s) for s in (2, 3, 4)},
+    "cpm": CPM,
+    "hourglass": StackedHourglass,
+    "hourglass52": Hourglass52,
+    "tiny": _class_builder(TinyPoseNet),
+}
+
+FAMILIES: dict[str, str] = {
+    name: family
+    for family, names in {
+        "cpn": ("cpn50", "cpn101"),
+        "mspn": ("mspn50", "2xmspn50", "3xmspn50", "4xmspn50"),
+        "rsn": ("rsn18", "rsn50", "2xrsn50", "3xrsn50", "4xrsn50", "tiny"),
+        "cpm": ("cpm",),
+        "hourglass": ("hourglass", "hourglass52"),
+    }.items()
+    for name in names
+}
+
+
+def check_model_name(name: str) -> str:
+    """``name`` in lower case, if ``MODELS`` has it (else a ValueError listing the names)."""
+    key = name.lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return key
+
+
+def build_model(name: str, **kwargs: Any) -> PoseModel:
+    """Build a model by its short name (``keras_pose.models.MODELS`` lists them); ``kwargs``
+    go to its builder (``input_shape``, ``num_keypoints``, ``weights``, ``compile``, ...)."""
+    return MODELS[check_model_name(name)](**kwargs)
+
+
+def load_model(
+    name_or_path: str,
+    weights: str | os.PathLike | None = None,
+    input_shape: Sequence[int] | None = None,
+    compile: bool = False,
+) -> PoseModel:
+    """A saved ``.keras`` model, or a fresh model by its ``MODELS`` name, with ``weights``
+    (a ``.weights.h5`` file) loaded if given. ``input_shape`` applies to a fresh model only."""
+    import keras
+
+    path = os.fspath(name_or_path)
+    if path.endswith(".keras") or os.path.isfile(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model file not found: {path}")
+        if input_shape is not None:
+            raise ValueError(f"{path}: a saved model keeps its input shape; drop input_shape")
+        model = keras.saving.load_model(path, compile=compile)
+        if not isinstance(model, PoseModel):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a keras-pose PoseModel")
+        return finish_builder(model, weights, compile=False)
+    kwargs = {} if input_shape is None else {"input_shape": tuple(int(v) for v in input_shape)}
+    return build_model(path, weights=weights, compile=compile, **kwargs)
