@@ -2,21 +2,26 @@
 
 Writes ``--images`` generated 640x480 JPEGs (smooth colour fields, shapes and sensor noise,
 quality 90) with ``--people`` person boxes each, then times ``build_dataset`` with the family's
-original augmentation at 256x192 for
+original augmentation for the specs the models carry (``keras_pose.models``):
 
-* a CPN spec (5 outputs: GlobalNet kernels 15/11/9/7, RefineNet 7; 4 crops per decoded image),
-* an MSPN 2-stage spec (8 outputs: 15/11/9/7 then 11/9/7/5; 1 crop per decoded image),
+* ``cpn``: CPN at 256x192, 5 targets (GlobalNet kernels 15/11/9/7, RefineNet 7), tf-cpn's
+  4 crops per decoded image;
+* ``mspn2``: MSPN 2-stage at 256x192, 8 targets (15/11/9/7, then 11/9/7/5), one decode per crop;
+* ``hourglass``: Stacked Hourglass (8 stacks) at 256x256, MSRA targets (sigma 1.75), colour
+  jitter, RGB crops;
+* ``cpm``: CPM (6 stages) at 368x368, MSRA targets at stride 8 (sigma 0.875).
 
 and, for reference, plain ``cv2.imdecode`` of the same files in one thread. Each run times
 ``--batches`` batches after ``--warmup`` batches on a fresh iterator; medians of ``--runs``.
 Besides crops per wall-clock second it reports crops per CPU-second of the process, which a
-shared machine disturbs much less (see :func:`time_pipeline`).
+shared machine disturbs much less (see :func:`time_pipeline`). ``--profile`` adds the CPU
+milliseconds per crop of each step, run one after another in one thread (:func:`profile_steps`).
 
 Run (see data_pipeline.md for the figures)::
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \\
     MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 TF_CPP_MIN_LOG_LEVEL=2 \\
-        python benchmarks/data_pipeline.py
+        python benchmarks/data_pipeline.py --runs 7 --profile
 """
 
 from __future__ import annotations
@@ -32,28 +37,22 @@ import time
 import cv2
 import numpy as np
 
-INPUT_SIZE = (256, 192)
 IMAGE_HW = (480, 640)
 
 
-def cpn_spec():
-    from keras_pose.spec import PoseSpec, megvii_outputs
+def specs() -> dict:
+    """The benchmarked specs, as the models build them."""
+    from keras_pose.models.cpm import cpm_spec
+    from keras_pose.models.cpn import cpn_spec
+    from keras_pose.models.hourglass import hourglass_spec
+    from keras_pose.models.mspn import multi_stage_spec
 
-    names = ["global_c2", "global_c3", "global_c4", "global_c5", "heatmaps"]
-    outputs = megvii_outputs(names, [15, 11, 9, 7, 7], ["mse"] * 4 + ["ohkm"],
-                             [0.125] * 4 + [1.0], decode_blur=21, decode_normalize=True)
-    return PoseSpec("cpn", INPUT_SIZE, 17, "BGR", outputs, box_extension=(1.2, 1.3))
-
-
-def mspn_2stage_spec():
-    from keras_pose.spec import PoseSpec, megvii_outputs
-
-    names = [f"stage{s}_unit{u}" for s in (1, 2) for u in (1, 2, 3, 4)][:-1] + ["heatmaps"]
-    kernels = [15, 11, 9, 7, 11, 9, 7, 5]
-    losses = ["mse", "mse", "mse", "ohkm"] * 2
-    weights = [0.25, 0.25, 0.25, 1.0] * 2
-    outputs = megvii_outputs(names, kernels, losses, weights)
-    return PoseSpec("mspn", INPUT_SIZE, 17, "BGR", outputs, box_extension=(1.09, 1.135))
+    return {
+        "cpn": cpn_spec((256, 192)),
+        "mspn2": multi_stage_spec("mspn", (256, 192), 17, 2),
+        "hourglass": hourglass_spec((256, 256), 17, 8),
+        "cpm": cpm_spec((368, 368), 17, 6),
+    }
 
 
 def write_dataset(root: str, num_images: int, people: int, seed: int = 0) -> tuple[str, str]:
@@ -105,7 +104,8 @@ def _person(rng: np.random.Generator, ann_id: int, image_id: int) -> dict:
             "num_keypoints": int((keypoints[:, 2] > 0).sum())}
 
 
-def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs) -> dict:
+def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs,
+                  deterministic=None) -> dict:
     """Crops per second (wall clock) and per CPU-second of each run.
 
     Each run starts a fresh iterator and discards ``warmup`` batches. On a shared machine the
@@ -114,7 +114,8 @@ def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs) 
     """
     from keras_pose.data import build_dataset
 
-    dataset = build_dataset(spec, ann_file, image_dir, batch_size=batch_size, repeat=True)
+    dataset = build_dataset(spec, ann_file, image_dir, batch_size=batch_size, repeat=True,
+                            deterministic=deterministic)
     wall, per_cpu = [], []
     for _ in range(runs):
         iterator = iter(dataset)
@@ -128,6 +129,59 @@ def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs) 
         per_cpu.append(crops / (time.process_time() - start_cpu))
         del iterator
     return {"crops_per_s": summary(wall), "crops_per_cpu_s": summary(per_cpu)}
+
+
+def profile_steps(spec, ann_file, image_dir, num_records: int, batch_size: int) -> dict:
+    """CPU milliseconds per crop of each step of a training sample, one thread, in sequence.
+
+    ``read+decode`` is per record (shared by tf-cpn's 4 crops); ``targets[kernel/sigma, v>=n]``
+    is one target group's ``encode`` over batches of ``batch_size`` crops. What the pipeline
+    spends beyond their sum is tf.data: the ``numpy_function`` hand-offs, unbatch/batch copies,
+    the float32 cast, threads.
+    """
+    from keras_pose.data import read_dataset_info
+    from keras_pose.data.coco import load_coco_records, read_image
+    from keras_pose.data.targets import target_groups
+    from keras_pose.data.transforms import apply_crop, draw_crops, jitter_colors, resolve_augment
+
+    info = read_dataset_info(ann_file)
+    records = load_coco_records(ann_file, image_dir, info)[:num_records]
+    augment = resolve_augment(spec, None)
+    rng = np.random.default_rng(0)
+    clock = {"read+decode": 0.0, "augmentation draw": 0.0, "warp + keypoints": 0.0}
+    keypoints = []
+    for record in records:
+        start = time.process_time()
+        image = read_image(record.image_path)
+        middle = time.process_time()
+        draws = draw_crops(record.box, record.keypoints, image.shape[1], spec, augment, rng)
+        end = time.process_time()
+        clock["read+decode"] += middle - start
+        clock["augmentation draw"] += end - middle
+        for draw in draws:
+            start = time.process_time()
+            crop, points = apply_crop(image, record.keypoints, draw, spec, info.flip_indices,
+                                      augment.border_value)
+            if augment.color_jitter > 0:
+                crop = jitter_colors(crop, augment.color_jitter, rng)
+            clock["warp + keypoints"] += time.process_time() - start
+            keypoints.append(points)
+    keypoints = np.stack(keypoints)
+    for group in target_groups(spec):
+        codec = group.codec
+        label = (f"kernel {codec.kernel_size}" if hasattr(codec, "kernel_size")
+                 else f"sigma {codec.sigma:g}")
+        visible = (keypoints[..., 2] >= 1) & (keypoints[..., 2] >= group.target_min_visibility)
+        start = time.process_time()
+        for first in range(0, len(keypoints), batch_size):
+            chunk = slice(first, first + batch_size)
+            codec.encode(keypoints[chunk, :, :2], visible[chunk])
+        clock[f"targets[{label}, v>={group.target_min_visibility}] x{len(group.names)}"] = (
+            time.process_time() - start)
+    result = {name: round(1e3 * seconds / len(keypoints), 3) for name, seconds in clock.items()}
+    result["sum"] = round(sum(result.values()), 3)
+    result["crops"] = len(keypoints)
+    return result
 
 
 def time_decode(image_dir: str, runs: int) -> list[float]:
@@ -155,6 +209,10 @@ def allocator() -> str:
     return "glibc malloc"
 
 
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64)
@@ -163,7 +221,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--configs", default="cpn,mspn2,hourglass,cpm",
+                        help="comma-separated subset of: cpn, mspn2, hourglass, cpm")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="keep element order (as keras_pose.training does)")
+    parser.add_argument("--cv2-threads", type=int, default=None,
+                        help="cv2.setNumThreads before timing (default: leave OpenCV's)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also time each step of a sample in one thread")
     args = parser.parse_args()
+    if args.cv2_threads is not None:
+        cv2.setNumThreads(args.cv2_threads)
+    all_specs = specs()
+    chosen = args.configs.split(",")
+    unknown = set(chosen) - set(all_specs)
+    if unknown:
+        parser.error(f"unknown --configs {sorted(unknown)}; choose from {sorted(all_specs)}")
 
     with tempfile.TemporaryDirectory() as root:
         ann_file, image_dir = write_dataset(root, args.images, args.people)
@@ -171,17 +244,26 @@ def main() -> None:
         results = {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
             "allocator": allocator(),
-            "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()],
+            "load_average_1_5_15_min_at_start": load_average(),
             "cv2_threads": cv2.getNumThreads(),
+            "deterministic": args.deterministic,
             "mean_jpeg_kB": round(float(np.mean(sizes)) / 1000, 1),
             "records": args.images * args.people,
             "cv2_imdecode_images_per_s_1_thread": summary(time_decode(image_dir, args.runs)),
         }
-        for name, spec in (("cpn_5_targets", cpn_spec()), ("mspn_2stage_8_targets",
-                                                              mspn_2stage_spec())):
-            results[name] = time_pipeline(spec, ann_file, image_dir, args.batch_size,
-                                          args.warmup, args.batches, args.runs)
-        results["load_average_1_5_15_min_at_end"] = [round(v, 2) for v in os.getloadavg()]
+        for name in chosen:
+            results[name] = time_pipeline(all_specs[name], ann_file, image_dir, args.batch_size,
+                                          args.warmup, args.batches, args.runs,
+                                          deterministic=True if args.deterministic else None)
+            results[name]["load_average_after"] = load_average()
+        if args.profile:
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            for name in chosen:
+                results[name]["cpu_ms_per_crop_1_thread"] = profile_steps(
+                    all_specs[name], ann_file, image_dir, 96, args.batch_size)
+            cv2.setNumThreads(threads)
+        results["load_average_1_5_15_min_at_end"] = load_average()
     print(json.dumps(results, indent=2))
 
 

@@ -103,6 +103,45 @@ def test_megvii_target_is_tfcpn_blurred_delta_with_peak_255(kernel):
     assert np.unravel_index(np.argmax(target[..., 0]), (64, 48)) == (25, 12)
 
 
+# (input size, kernels, cell step): MSPN/RSN's and tf-cpn's 256x192 kernels in every cell,
+# tf-cpn's 384x288 kernels in every second row and column (a quarter of the cells)
+CELL_GRIDS = [((256, 192), (5, 7, 9, 11, 15), 1), ((384, 288), (9, 13, 17, 23), 2)]
+
+
+@pytest.mark.parametrize("input_size, kernels, step", CELL_GRIDS, ids=["256x192", "384x288"])
+def test_megvii_target_is_one_cv2_blur_per_keypoint_in_every_cell(input_size, kernels, step):
+    """Bit for bit: the encoder pastes a precomputed block for keypoints clear of the borders
+    and blurs the others; the reference blurs every delta with cv2 (tf-cpn's recipe)."""
+    h, w = input_size[0] // 4, input_size[1] // 4
+    rows, cols = (a.ravel() for a in np.mgrid[0:h:step, 0:w:step])
+    keypoints = np.stack([cols * 4 + 1.3, rows * 4 + 2.6], axis=-1)[:, None, :]  # (n, 1, 2)
+    for kernel in kernels:
+        codec = megvii(kernel, input_size=input_size)
+        clear = codec._clear_of_borders(rows, cols)
+        assert 0 < clear.sum() < len(rows)  # both paths are exercised
+        for chunk in np.array_split(np.arange(len(rows)), 4):
+            target = codec.encode(keypoints[chunk], np.ones((len(chunk), 1), bool))[..., 0]
+            deltas = np.zeros((len(chunk), h, w), np.float32)
+            deltas[np.arange(len(chunk)), rows[chunk], cols[chunk]] = 1
+            expected = np.stack([opencv4_blur(delta, kernel) for delta in deltas])
+            expected /= expected.max(axis=(1, 2), keepdims=True) / 255
+            np.testing.assert_array_equal(target, expected, err_msg=f"kernel {kernel}")
+
+
+@pytest.mark.parametrize("codec", [megvii(15), megvii(5), msra("hourglass"), msra("cpm")],
+                         ids=["megvii15", "megvii5", "hourglass", "cpm"])
+def test_encoding_a_batch_equals_encoding_each_sample(codec):
+    rng = np.random.default_rng(7)
+    h, w = codec.input_size
+    keypoints = np.stack([rng.uniform(-4, w + 4, (6, 17)), rng.uniform(-4, h + 4, (6, 17))], -1)
+    visible = rng.random((6, 17)) < 0.8
+    batch = codec.encode(keypoints, visible)
+    assert batch.shape == (6, *codec.heatmap_size, 17) and batch.dtype == np.float32
+    for i in range(6):
+        np.testing.assert_array_equal(batch[i], codec.encode(keypoints[i], visible[i]))
+    assert batch[visible.any(-1)].max() > 0
+
+
 def test_megvii_target_reflects_at_the_border_like_cv2():
     """BORDER_REFLECT_101: a delta in column 1 also lands, mirrored, in column -1 -> 1, so
     column 0 gets 2 g(1) where column 2 gets g(1) + g(3); a zero border would be symmetric."""

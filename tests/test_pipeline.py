@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 from keras_pose.data import build_dataset
+from keras_pose.data.coco import load_coco_records, read_dataset_info
 from keras_pose.data.pipeline import SKIPPED_IMAGES
-from keras_pose.data.transforms import invert_matrix, transform_points
+from keras_pose.data.targets import make_targets
+from keras_pose.data.transforms import crop_keypoints, eval_crop, invert_matrix, transform_points
 from keras_pose.models.base import PoseModel
 from keras_pose.spec import PoseSpec, megvii_outputs
 from test_coco_reader import person, random_keypoints, standard_people, write_coco_folder
@@ -67,6 +69,26 @@ def test_training_batches_have_the_model_structure(coco_folder):
     np.testing.assert_array_equal(w["stage2_unit1"], 1.0)  # plain L2 counts every keypoint
     # OHKM counts labelled keypoints; none without weight has a target
     assert ((t["heatmaps"].max(axis=(1, 2)) > 0) <= (w["heatmaps"] > 0)).all()
+
+
+def test_batch_targets_belong_to_their_crops(coco_folder):
+    """Targets are encoded per batch, after the crops are batched: each must still be
+    ``make_targets`` of its own crop's keypoints, in every output, with the right weights."""
+    spec = mspn_spec()
+    ann_file, image_dir = coco_folder
+    records = load_coco_records(ann_file, image_dir, read_dataset_info(ann_file))
+    dataset = build_dataset(spec, ann_file, image_dir, batch_size=4, augment=False,
+                            shuffle=False, deterministic=True, drop_remainder=False)
+    images, targets, weights = collect(dataset)
+    assert images.shape[0] == len(records) == 6
+    for i, record in enumerate(records):
+        keypoints = crop_keypoints(record.keypoints, eval_crop(record.box, spec).matrix,
+                                   spec.input_size)
+        expected_targets, expected_weights = make_targets(spec, keypoints)
+        assert expected_targets["heatmaps"].max() > 0
+        for name in spec.output_names:
+            np.testing.assert_array_equal(targets[name][i], expected_targets[name])
+            np.testing.assert_array_equal(weights[name][i], expected_weights[name])
 
 
 def test_cpn_draws_four_adjacent_copies(coco_folder):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_pose.data.targets import make_targets, output_codecs
+from keras_pose.data.targets import make_batch_targets, make_targets, output_codecs
 from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 
 # tf-cpn 256x192 and 384x288 label kernels, MSPN/RSN kernels
@@ -85,3 +85,24 @@ def test_keypoint_shape_mismatch_is_an_error():
     spec = spec_with(megvii_outputs(["heatmaps"], [7], ["ohkm"], [1.0]))
     with pytest.raises(ValueError, match=r"must be \(4, 3\).*got \(17, 3\)"):
         make_targets(spec, np.zeros((17, 3)))
+
+
+def test_batch_targets_equal_per_crop_targets_and_share_only_within_a_group():
+    # two MSE outputs (target for v = 2) and one OHKM output (v >= 1) on the same kernel
+    outputs = megvii_outputs(["a", "b", "heatmaps"], [7, 7, 7], ["mse", "mse", "ohkm"],
+                             [1.0, 1.0, 1.0])
+    spec = spec_with(outputs, num_keypoints=5)
+    rng = np.random.default_rng(2)
+    keypoints = np.concatenate([rng.uniform(0, 190, (4, 5, 2)),
+                                rng.choice([0, 1, 2], (4, 5, 1))], -1).astype(np.float32)
+    keypoints[0, :, 2] = [1, 1, 2, 2, 0]
+    targets, weights = make_batch_targets(spec, keypoints)
+    assert targets["a"] is targets["b"] and targets["a"] is not targets["heatmaps"]
+    assert targets["a"][0, ..., :2].max() == 0 and targets["heatmaps"][0, ..., :2].max() > 0
+    for i in range(4):
+        single_targets, single_weights = make_targets(spec, keypoints[i])
+        for name in spec.output_names:
+            np.testing.assert_array_equal(targets[name][i], single_targets[name])
+            np.testing.assert_array_equal(weights[name][i], single_weights[name])
+    with pytest.raises(ValueError, match=r"must be \(N, 5, 3\).*got \(5, 3\)"):
+        make_batch_targets(spec, keypoints[0])

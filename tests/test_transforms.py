@@ -286,3 +286,12 @@ def test_jitter_colors_scales_channels_and_clips():
     out = jitter_colors(crop, 0.4, np.random.default_rng(0))
     assert out.dtype == np.uint8 and out.max() <= 255
     assert len({int(v) for v in out[0, 0]}) > 1
+
+
+def test_jitter_colors_is_the_per_pixel_float32_product_for_every_value():
+    crop = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, axis=-1)
+    for seed in range(5):
+        factors = np.random.default_rng(seed).uniform(0.6, 1.4, 3).astype(np.float32)
+        expected = np.clip(crop.astype(np.float32) * factors, 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(jitter_colors(crop, 0.4, np.random.default_rng(seed)),
+                                      expected)

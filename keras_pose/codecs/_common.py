@@ -89,23 +89,25 @@ def keypoint_cells(
     input_size: Sequence[int],
     stride: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integer cells ``(K, 2)`` = ``(col, row)`` of keypoints and which of them are drawn.
+    """Integer cells ``(..., K, 2)`` = ``(col, row)`` of keypoints and which of them are drawn.
 
+    ``keypoints`` is ``(..., K, 2)`` (leading batch axes optional), ``visible`` ``(..., K)``.
     A keypoint is drawn if it is visible, finite and inside the crop ``[0, W) x [0, H)``;
     coordinates are clamped to ``<= W - 1, H - 1`` first (tf-cpn), then floored by the stride.
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     visible = np.asarray(visible).astype(bool)
-    if keypoints.ndim != 2 or keypoints.shape[1] < 2:
-        raise ValueError(f"keypoints must be (K, 2) crop pixels, got shape {keypoints.shape}")
-    if visible.shape != (keypoints.shape[0],):
-        raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
+    if keypoints.ndim < 2 or keypoints.shape[-1] < 2:
+        raise ValueError(f"keypoints must be (..., K, 2) crop pixels, got shape {keypoints.shape}")
+    if visible.shape != keypoints.shape[:-1]:
+        raise ValueError(f"visible must be {keypoints.shape[:-1]}, got shape {visible.shape}")
     height, width = (int(v) for v in input_size)
     h, w = heatmap_size(input_size, stride)
-    xy = keypoints[:, :2]
-    finite = np.all(np.isfinite(xy), axis=1)
-    xy = np.where(finite[:, None], xy, -1.0)
-    inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    xy = keypoints[..., :2]
+    finite = np.all(np.isfinite(xy), axis=-1)
+    xy = np.where(finite[..., None], xy, -1.0)
+    x, y = xy[..., 0], xy[..., 1]
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
     clamped = np.minimum(xy, [width - 1, height - 1])
     cells = np.floor(clamped / stride).astype(np.int64)
     cells = np.clip(cells, 0, [w - 1, h - 1])

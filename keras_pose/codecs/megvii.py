@@ -21,6 +21,7 @@ Decode (tf-cpn ``mptest.py``, MSPN/RSN ``test.py``), per map:
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -79,20 +80,61 @@ class MegviiCodec:
         )
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
-        """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints.
+        """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints; a batch ``(N, K, 2)``
+        (with ``visible`` ``(N, K)``) gives ``(N, h, w, K)``.
 
-        Keypoints not ``visible`` or outside the crop give an all-zero channel.
+        Keypoints not ``visible`` or outside the crop give an all-zero channel. Bit-identical
+        to blurring each channel's delta with ``cv2.GaussianBlur`` and rescaling it: a keypoint
+        whose blur meets no border gets a copy of the precomputed blurred delta
+        (:attr:`stamp`); the others are blurred by OpenCV one by one.
         """
         cells, drawn = _common.keypoint_cells(keypoints, visible, self.input_size, self.stride)
         h, w = self.heatmap_size
-        planes = np.zeros((len(cells), h, w), dtype=np.float32)
-        index = np.flatnonzero(drawn)
-        planes[index, cells[index, 1], cells[index, 0]] = 1.0
+        *batch, k = drawn.shape
+        maps = np.zeros((*batch, h, w, k), dtype=np.float32)
+        flat = maps.reshape(-1, h, w, k)  # a view: one sample per row
+        rows, cols = cells[..., 1].reshape(-1, k), cells[..., 0].reshape(-1, k)
+        drawn = drawn.reshape(-1, k)
+        inner = drawn & self._clear_of_borders(rows, cols)
+        r = self.kernel_size // 2
+        for n, j, row, col in zip(*(a.tolist() for a in np.nonzero(inner)),
+                                  rows[inner].tolist(), cols[inner].tolist()):
+            flat[n, row - r : row + r + 1, col - r : col + r + 1, j] = self.stamp
+        near = np.nonzero(drawn & ~inner)
+        if len(near[0]):
+            flat[near[0], :, :, near[1]] = self._blurred_deltas(rows[near], cols[near])
+        return maps
+
+    @functools.cached_property
+    def stamp(self) -> np.ndarray:
+        """``(k, k)`` float32 target around a keypoint whose blur meets no border.
+
+        Away from the borders every cell of the blurred delta is a single kernel product
+        (``BORDER_REFLECT_101`` adds nothing), so the target is the same block wherever it sits:
+        it is cut from OpenCV's blur of a delta in the central cell of a full-size map. Only
+        used when such cells exist (the map is at least ``k + 2`` cells each way).
+        """
+        h, w = self.heatmap_size
+        r = self.kernel_size // 2
+        row, col = h // 2, w // 2
+        target = self._blurred_deltas(np.array([row]), np.array([col]))[0]
+        return target[row - r : row + r + 1, col - r : col + r + 1]
+
+    def _clear_of_borders(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Cells whose ``(k, k)`` blur neither leaves the map nor meets a reflected copy."""
+        r = self.kernel_size // 2
+        h, w = self.heatmap_size
+        return (rows > r) & (rows < h - 1 - r) & (cols > r) & (cols < w - 1 - r)
+
+    def _blurred_deltas(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``(n, h, w)`` tf-cpn targets of deltas at ``(rows, cols)``: one ``cv2.GaussianBlur``
+        per plane, then ``plane /= max / peak`` in float32 (tf-cpn's ``hm /= amax / 255``)."""
+        h, w = self.heatmap_size
+        planes = np.zeros((len(rows), h, w), dtype=np.float32)
+        planes[np.arange(len(rows)), rows, cols] = 1.0
         _common.blur_planes(planes, self.kernel_size)
-        maxima = planes.max(axis=(1, 2), keepdims=True)
-        # tf-cpn: ``hm /= amax / 255`` in float32, skipped for empty maps
-        scale = np.where(maxima > 1e-8, maxima / np.float32(self.peak), np.float32(1.0))
-        return np.ascontiguousarray(np.moveaxis(planes / scale, 0, -1), dtype=np.float32)
+        maxima = planes.max(axis=(1, 2), keepdims=True)  # > 0: every plane holds a delta
+        return planes / (maxima / np.float32(self.peak))
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(N, K, 2)`` in crop pixels and scores ``(N, K)`` of ``(N, h, w, K)`` maps.

@@ -70,17 +70,19 @@ class MSRACodec:
         )
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
-        """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints.
+        """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints; a batch ``(N, K, 2)``
+        (with ``visible`` ``(N, K)``) gives ``(N, h, w, K)``.
 
         Keypoints not ``visible`` or outside the crop give an all-zero channel.
         """
         cells, drawn = _common.keypoint_cells(keypoints, visible, self.input_size, self.stride)
         h, w = self.heatmap_size
-        dx = np.arange(w, dtype=np.float64)[:, None] - cells[None, :, 0]  # (w, K)
-        dy = np.arange(h, dtype=np.float64)[:, None] - cells[None, :, 1]  # (h, K)
+        dx = np.arange(w, dtype=np.float64)[:, None] - cells[..., None, :, 0]  # (..., w, K)
+        dy = np.arange(h, dtype=np.float64)[:, None] - cells[..., None, :, 1]  # (..., h, K)
         gx = np.exp(-(dx**2) / (2 * self.sigma**2)) * (np.abs(dx) <= self.radius)
         gy = np.exp(-(dy**2) / (2 * self.sigma**2)) * (np.abs(dy) <= self.radius)
-        maps = gy[:, None, :] * gx[None, :, :] * (self.peak * drawn)
+        scale = (self.peak * drawn)[..., None, None, :]
+        maps = gy[..., :, None, :] * gx[..., None, :, :] * scale
         return maps.astype(np.float32)
 
     def decode(

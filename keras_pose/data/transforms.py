@@ -490,6 +490,11 @@ def apply_crop(
 
 
 def jitter_colors(crop: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
-    """Multiply each channel by ``U(1 - amount, 1 + amount)`` and clip to 0..255 (uint8)."""
+    """Multiply each channel by ``U(1 - amount, 1 + amount)`` and clip to 0..255 (uint8).
+
+    Per pixel this is ``uint8(clip(float32(v) * factor, 0, 255))``, evaluated once for each of
+    the 256 values per channel and applied as a table (``cv2.LUT``).
+    """
     factors = rng.uniform(1.0 - amount, 1.0 + amount, size=3).astype(np.float32)
-    return np.clip(crop.astype(np.float32) * factors, 0, 255).astype(np.uint8)
+    table = np.clip(np.arange(256, dtype=np.float32)[:, None] * factors, 0, 255).astype(np.uint8)
+    return cv2.LUT(crop, table[None])
