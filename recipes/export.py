@@ -64,30 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(args: argparse.Namespace):
     """The model of ``--keras`` or ``--model`` (+ ``--input-size``), with ``--weights``."""
-    if args.keras:
-        import keras
+    from keras_pose.models import load_model as load_pose_model
 
-        import keras_pose.models  # noqa: F401  (registers every family for load_model)
-
-        if args.input_size:
-            raise SystemExit("--input-size applies to --model; a .keras file fixes its input size")
-        if not os.path.isfile(args.keras):
-            raise FileNotFoundError(f"model file not found: {args.keras}")
-        model = keras.models.load_model(args.keras, compile=False)
-    else:
-        from keras_pose.models import build_model
-
-        kwargs = {"compile": False}
-        if args.input_size:
-            kwargs["input_shape"] = (*args.input_size, 3)
-        model = build_model(args.model or DEFAULT_MODEL, **kwargs)
-    if args.weights:
-        if not os.path.isfile(args.weights):
-            raise FileNotFoundError(f"weights file not found: {args.weights}")
-        model.load_weights(args.weights)
-    elif not args.keras:
+    if not args.keras and not args.weights:
         print("warning: exporting random weights (no --weights given)", file=sys.stderr)
-    return model
+    shape = None if args.input_size is None else (*args.input_size, 3)
+    return load_pose_model(args.keras or args.model or DEFAULT_MODEL, args.weights, shape)
 
 
 def calibration_data(model, args: argparse.Namespace):

@@ -5,7 +5,9 @@ axis, swaps left/right channels (``flip_indices``) and, for MSRA codecs, shifts 
 cell to the right (``shift=True``, MMPose's ``shift_heatmap``; the Megvii codecs' originals
 don't shift). The first column keeps its value when shifted.
 
-Numpy versions here; :mod:`keras_pose.codecs.graph` has the ``keras.ops`` ones.
+Numpy versions, and ``keras.ops`` ones (``*_graph``) for graphs. The SavedModel's in-graph
+flip test (``predict_image``) is ``ServingGraph.final_heatmaps`` in
+:mod:`keras_pose.export.saved_model`.
 """
 
 from __future__ import annotations

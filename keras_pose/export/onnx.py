@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import tempfile
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -68,13 +70,14 @@ def _convert(model: PoseModel, names: Sequence[str], opset: int, destination: st
     export_model = heatmap_model(model, names)
     with tempfile.TemporaryDirectory(prefix="keras_pose_onnx_") as work:
         raw = os.path.join(work, "model.onnx")
-        export_model.export(
-            raw,
-            format="onnx",
-            input_signature=[crop_signature(model)],
-            opset_version=opset,
-            verbose=False,
-        )
+        with _collect_between_tf2onnx_passes():
+            export_model.export(
+                raw,
+                format="onnx",
+                input_signature=[crop_signature(model)],
+                opset_version=opset,
+                verbose=False,
+            )
         graph = onnx_lib.load(raw)
     for value in (*graph.graph.input, *graph.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH
@@ -84,6 +87,46 @@ def _convert(model: PoseModel, names: Sequence[str], opset: int, destination: st
     graph.graph.output.extend(sorted_outputs)
     onnx_lib.checker.check_model(graph)
     onnx_lib.save(graph, destination)
+
+
+@contextlib.contextmanager
+def _collect_between_tf2onnx_passes() -> Iterator[None]:
+    """Free tf2onnx's discarded graph copies before each of its optimizer passes.
+
+    Each pass works on a deep copy of the ONNX graph and drops the previous one, whose nodes and
+    graph reference each other, so only the cyclic garbage collector frees them (weights
+    included), and with a large Keras model alive it runs a full collection too rarely: a
+    ResNet-50 CPN peaked at 9.1 GB converting. Objects alive before the conversion are frozen
+    (``gc.freeze``), so each collection only scans tf2onnx's new objects: that conversion then
+    peaks at 3.0 GB (TensorFlow's graph freezing) and takes less CPU time, not more.
+    """
+    try:
+        from tf2onnx import optimizer
+    except ImportError:  # pragma: no cover - Keras' ONNX export raises its own clear error
+        yield
+        return
+    passes = getattr(optimizer, "_optimizers", None)
+    if not isinstance(passes, dict):  # another tf2onnx layout: convert without the guard
+        yield
+        return
+
+    def collecting(factory):
+        def make_pass(*args, **kwargs):
+            gc.collect()
+            return factory(*args, **kwargs)
+
+        return make_pass
+
+    original = dict(passes)
+    gc.collect()
+    gc.freeze()
+    try:
+        passes.update({name: collecting(factory) for name, factory in original.items()})
+        yield
+    finally:
+        passes.clear()
+        passes.update(original)
+        gc.unfreeze()
 
 
 class OnnxRunner:
