@@ -14,6 +14,9 @@ from keras_pose.layers import (
     LateralBlock,
     NearestUpsample2x,
     PixelNormalization,
+    PoseRefineMachine,
+    PreActResidual,
+    ResidualStepsBlock,
     interpolation_matrix,
 )
 from keras_pose.layers.basic_block import BasicBlock
@@ -131,3 +134,134 @@ def test_basic_block_shortcut_only_when_shape_changes():
     assert projected(x).shape == (1, 4, 4, 8)
     assert projected.shortcut is not None and projected.shortcut.strides == 2
     assert projected.conv1.strides == 2 and projected.conv2.strides == 1
+
+
+# --- configs as saved .keras files hold them ------------------------------------------------
+
+HE_NORMAL = {
+    "module": "keras.initializers",
+    "class_name": "HeNormal",
+    "config": {"seed": None},
+    "registered_name": None,
+}
+L2 = {
+    "module": "keras.regularizers",
+    "class_name": "L2",
+    "config": {"l2": 1e-4},
+    "registered_name": None,
+}
+CONV_OPTIONS = {
+    "bn_epsilon": 1e-3,
+    "bn_momentum": 0.99,
+    "kernel_initializer": HE_NORMAL,
+    "kernel_regularizer": L2,
+}
+BN_WEIGHTS = ["gamma", "beta", "moving_mean", "moving_variance"]
+CONV_WEIGHTS = ["kernel", "bias"]
+RSB_UNITS = ["expand"] + [f"step{k}_{t}" for k in range(1, 5) for t in range(1, k + 1)]
+
+
+def conv_bn_paths(units: list[str], use_bias: bool) -> list[str]:
+    """Weight paths, in order, of the ConvBN sublayers ``units`` ("" for the layer itself)."""
+    conv = ["conv/kernel", "conv/bias"] if use_bias else ["conv/kernel"]
+    names = conv + [f"bn/{w}" for w in BN_WEIGHTS]
+    return [f"{unit}/{name}" if unit else name for unit in units for name in names]
+
+
+CONV_BN_CONFIG = {
+    "filters": 8,
+    "kernel_size": 3,
+    "strides": 2,
+    "use_bias": False,
+    "use_bn": True,
+    "activation": "relu",
+    "depthwise": False,
+    **CONV_OPTIONS,
+}
+
+# class, config (without name/trainable/dtype), input channels, weight paths in order
+SAVED_CONFIGS = {
+    "conv_bn": (ConvBN, CONV_BN_CONFIG, 4, conv_bn_paths([""], use_bias=False)),
+    "depthwise_conv_bn": (
+        ConvBN,
+        dict(
+            CONV_BN_CONFIG,
+            filters=4, kernel_size=9, strides=1, use_bias=True, activation=None, depthwise=True,
+        ),
+        4,
+        conv_bn_paths([""], use_bias=True),
+    ),
+    "lateral": (
+        LateralBlock,
+        dict(CONV_BN_CONFIG, kernel_size=1, strides=1),
+        4,
+        conv_bn_paths([""], use_bias=False),
+    ),
+    "bottleneck": (
+        Bottleneck,
+        dict(filters=16, bottleneck_filters=4, strides=2, use_bias=False, **CONV_OPTIONS),
+        4,
+        conv_bn_paths(["conv1", "conv2", "conv3", "shortcut"], use_bias=False),
+    ),
+    "basic_block": (
+        BasicBlock,
+        dict(filters=8, strides=2, use_bias=True, **CONV_OPTIONS),
+        4,
+        conv_bn_paths(["conv1", "conv2", "shortcut"], use_bias=True),
+    ),
+    "rsb": (
+        ResidualStepsBlock,
+        dict(filters=32, strides=2, use_bias=True, **CONV_OPTIONS),
+        16,
+        conv_bn_paths(RSB_UNITS + ["project", "shortcut"], use_bias=True),
+    ),
+    "prm": (
+        PoseRefineMachine,
+        dict(use_bias=False, **CONV_OPTIONS),
+        5,
+        conv_bn_paths(
+            ["refine", "channel_conv1", "channel_conv2", "spatial_conv1", "spatial_conv2"],
+            use_bias=False,
+        ),
+    ),
+    "pre_act_residual": (  # every conv has a bias, the skip has no BN
+        PreActResidual,
+        dict(filters=6, **CONV_OPTIONS),
+        4,
+        [f"bn{i}/{w}" for i in (1, 2, 3) for w in BN_WEIGHTS]
+        + [f"{conv}/{w}" for conv in ("conv1", "conv2", "conv3", "skip") for w in CONV_WEIGHTS],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAVED_CONFIGS))
+def test_saved_config_builds_the_same_layer_and_weight_names(name):
+    cls, saved, channels, weight_paths = SAVED_CONFIGS[name]
+    layer = cls.from_config({"name": "saved", "trainable": True, **saved})
+    layer(np.zeros((1, 8, 8, channels), "float32"))
+
+    config = layer.get_config()
+    assert set(config) == {"name", "trainable", "dtype", *saved}
+    for key, value in saved.items():
+        if key not in ("kernel_initializer", "kernel_regularizer"):
+            assert config[key] == value, key
+    assert cls.from_config(config).get_config() == config
+    assert [w.path for w in layer.weights] == [f"saved/{path}" for path in weight_paths]
+
+    sublayers = list(layer._flatten_layers(include_self=True, recursive=True))
+    conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    convs = [s for s in sublayers if isinstance(s, conv_types)]
+    norms = [s for s in sublayers if isinstance(s, keras.layers.BatchNormalization)]
+    assert convs and norms
+    for conv in convs:
+        initializer = getattr(conv, "depthwise_initializer", None) or conv.kernel_initializer
+        regularizer = getattr(conv, "depthwise_regularizer", None) or conv.kernel_regularizer
+        assert isinstance(initializer, keras.initializers.HeNormal), conv.path
+        assert isinstance(regularizer, keras.regularizers.L2), conv.path
+        assert regularizer.l2 == pytest.approx(1e-4)
+    assert all(n.epsilon == 1e-3 and n.momentum == 0.99 for n in norms)
+    kernels = [w for w in layer.weights if w.path.endswith("kernel")]
+    assert len(layer.losses) == len(kernels)
+    expected_penalty = sum(1e-4 * float(np.sum(np.square(w))) for w in kernels)
+    penalty = sum(float(loss) for loss in layer.losses)
+    assert penalty == pytest.approx(expected_penalty, rel=1e-5)

@@ -6,6 +6,7 @@ from keras_pose.layers.conv_bn import ConvBN, ConvBNBlock, LateralBlock
 from keras_pose.layers.normalization import PixelNormalization
 from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.layers.residual import PreActResidual
+from keras_pose.layers.residual_unit import ResidualUnit
 from keras_pose.layers.rsb import ResidualStepsBlock
 from keras_pose.layers.upsample import BilinearUpsample, NearestUpsample2x, interpolation_matrix
 
@@ -21,5 +22,6 @@ __all__ = [
     "PoseRefineMachine",
     "PreActResidual",
     "ResidualStepsBlock",
+    "ResidualUnit",
     "interpolation_matrix",
 ]

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
 
-from keras_pose.layers.conv_bn import ConvBNBlock
+from keras_pose.layers.residual_unit import ResidualUnit
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class Bottleneck(ConvBNBlock):
+class Bottleneck(ResidualUnit):
     """1x1 -> 3x3 (carries the stride) -> 1x1 without ReLU, plus shortcut, then ReLU.
 
     The shortcut is a 1x1 conv (with the stride) + BN when the width or the stride changes,
@@ -22,8 +21,9 @@ class Bottleneck(ConvBNBlock):
         filters: output channels.
         bottleneck_filters: width of the inner 1x1/3x3 convs (default ``filters // 4``).
         strides: stride of the 3x3 conv and of the projection shortcut.
-        use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: see
-            :class:`~keras_pose.layers.ConvBN`.
+        **kwargs: the conv options of :class:`~keras_pose.layers.ConvBNBlock` (``use_bias``,
+            ``bn_epsilon``, ``bn_momentum``, ``kernel_initializer``, ``kernel_regularizer``) and
+            the base layer's (``name``, ``dtype``).
     """
 
     def __init__(
@@ -31,33 +31,16 @@ class Bottleneck(ConvBNBlock):
         filters: int,
         bottleneck_filters: int | None = None,
         strides: int = 1,
-        use_bias: bool = False,
-        bn_epsilon: float = 1e-5,
-        bn_momentum: float = 0.9,
-        kernel_initializer: Any = "he_normal",
-        kernel_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            use_bias=use_bias,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            **kwargs,
-        )
-        self.filters = filters
+        super().__init__(filters, strides, **kwargs)
         self.bottleneck_filters = bottleneck_filters or filters // 4
-        self.strides = strides
         self.conv1 = self.conv_bn(self.bottleneck_filters, 1, 1, "relu", "conv1")
         self.conv2 = self.conv_bn(self.bottleneck_filters, 3, strides, "relu", "conv2")
         self.conv3 = self.conv_bn(filters, 1, 1, None, "conv3")
-        self.shortcut = None
 
     def build(self, input_shape) -> None:
-        if input_shape[-1] != self.filters or self.strides != 1:
-            self.shortcut = self.conv_bn(self.filters, 1, self.strides, None, "shortcut")
-            self.shortcut.build(input_shape)
+        self.build_shortcut(input_shape)
         self.conv1.build(input_shape)
         shape = self.conv1.compute_output_shape(input_shape)
         self.conv2.build(shape)
@@ -67,8 +50,7 @@ class Bottleneck(ConvBNBlock):
         x = self.conv1(inputs, training=training)
         x = self.conv2(x, training=training)
         x = self.conv3(x, training=training)
-        shortcut = inputs if self.shortcut is None else self.shortcut(inputs, training=training)
-        return ops.relu(x + shortcut)
+        return self.add_shortcut(x, inputs, training=training)
 
     def compute_output_shape(self, input_shape):
         shape = self.conv2.compute_output_shape(input_shape)
@@ -76,9 +58,5 @@ class Bottleneck(ConvBNBlock):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            bottleneck_filters=self.bottleneck_filters,
-            strides=self.strides,
-        )
+        config.update(bottleneck_filters=self.bottleneck_filters)
         return config

@@ -14,8 +14,38 @@ def symmetric_padding(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int
     return ((pad, pad), (pad, pad))
 
 
+class ConvOptions:
+    """Mixin for layers that hand BatchNorm constants, a kernel initializer and a kernel
+    regularizer to their convs: stores them (deserialized) and serializes them for ``get_config``.
+    """
+
+    def set_conv_options(
+        self,
+        bn_epsilon: float,
+        bn_momentum: float,
+        kernel_initializer: Any,
+        kernel_regularizer: Any,
+    ) -> None:
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def conv_options_config(self) -> dict[str, Any]:
+        """``bn_epsilon``, ``bn_momentum``, ``kernel_initializer``, ``kernel_regularizer``."""
+        regularizer = self.kernel_regularizer
+        return {
+            "bn_epsilon": self.bn_epsilon,
+            "bn_momentum": self.bn_momentum,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": (
+                None if regularizer is None else keras.regularizers.serialize(regularizer)
+            ),
+        }
+
+
 @keras.saving.register_keras_serializable(package="keras_pose")
-class ConvBN(keras.layers.Layer):
+class ConvBN(ConvOptions, keras.layers.Layer):
     """Conv2D, optional BatchNorm, optional ReLU, with the originals' padding.
 
     Strided convolutions pad ``k//2`` on every side and then run ``valid`` (Keras' ``same``
@@ -58,41 +88,38 @@ class ConvBN(keras.layers.Layer):
         self.use_bias = use_bias
         self.use_bn = use_bn
         self.activation = activation
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.set_conv_options(bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         self.depthwise = depthwise
-        padding = "same" if strides == 1 else "valid"
-        if depthwise:
-            self.conv = keras.layers.DepthwiseConv2D(
-                kernel_size,
-                strides=strides,
-                padding=padding,
-                use_bias=use_bias,
-                depthwise_initializer=self.kernel_initializer,
-                depthwise_regularizer=self.kernel_regularizer,
-                dtype=self.dtype_policy,
-                name="conv",
-            )
-        else:
-            self.conv = keras.layers.Conv2D(
-                filters,
-                kernel_size,
-                strides=strides,
-                padding=padding,
-                use_bias=use_bias,
-                kernel_initializer=self.kernel_initializer,
-                kernel_regularizer=self.kernel_regularizer,
-                dtype=self.dtype_policy,
-                name="conv",
-            )
+        self.conv = self._make_conv()
         self.bn = (
             keras.layers.BatchNormalization(
                 epsilon=bn_epsilon, momentum=bn_momentum, dtype=self.dtype_policy, name="bn"
             )
             if use_bn
             else None
+        )
+
+    def _make_conv(self) -> keras.layers.Conv2D | keras.layers.DepthwiseConv2D:
+        common = dict(
+            strides=self.strides,
+            padding="same" if self.strides == 1 else "valid",
+            use_bias=self.use_bias,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        if self.depthwise:
+            return keras.layers.DepthwiseConv2D(
+                self.kernel_size,
+                depthwise_initializer=self.kernel_initializer,
+                depthwise_regularizer=self.kernel_regularizer,
+                **common,
+            )
+        return keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            **common,
         )
 
     def _pad(self, x):
@@ -133,12 +160,7 @@ class ConvBN(keras.layers.Layer):
             use_bias=self.use_bias,
             use_bn=self.use_bn,
             activation=self.activation,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
+            **self.conv_options_config(),
             depthwise=self.depthwise,
         )
         return config
@@ -158,13 +180,19 @@ class LateralBlock(ConvBN):
         super().__init__(filters, **kwargs)
 
 
-class ConvBNBlock(keras.layers.Layer):
+class ConvBNBlock(ConvOptions, keras.layers.Layer):
     """Base of the composite blocks (Bottleneck, BasicBlock, RSB, PRM): the conv/BN options
     every inner :class:`ConvBN` shares, a factory for those convs, and their config.
 
+    Subclasses take their own arguments and pass the options below on as keyword arguments
+    (``**kwargs``); ``get_config`` returns all of them.
+
     Args:
-        use_bias, bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer: see
-            :class:`ConvBN`; applied to every conv of the block.
+        use_bias: give every conv a bias (tf-cpn: False before BN; the RSN code keeps it).
+        bn_epsilon, bn_momentum: BatchNorm constants (Keras momentum = 1 - PyTorch momentum).
+        kernel_initializer: initializer of every conv kernel (each conv gets its own instance).
+        kernel_regularizer: regularizer of every conv kernel.
+        **kwargs: base layer arguments (``name``, ``dtype``, ...).
     """
 
     def __init__(
@@ -178,10 +206,7 @@ class ConvBNBlock(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.set_conv_options(bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
 
     def conv_bn(
         self,
@@ -211,13 +236,5 @@ class ConvBNBlock(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
-        )
+        config.update(use_bias=self.use_bias, **self.conv_options_config())
         return config

@@ -36,27 +36,13 @@ class PoseRefineMachine(ConvBNBlock):
 
     Args:
         use_bias: conv bias (True in the RSN code).
-        bn_epsilon, bn_momentum: BatchNorm constants.
-        kernel_initializer, kernel_regularizer: passed to every conv.
+        **kwargs: the other conv options of :class:`~keras_pose.layers.ConvBNBlock`
+            (``bn_epsilon``, ``bn_momentum``, ``kernel_initializer``, ``kernel_regularizer``)
+            and the base layer's (``name``, ``dtype``).
     """
 
-    def __init__(
-        self,
-        use_bias: bool = True,
-        bn_epsilon: float = 1e-5,
-        bn_momentum: float = 0.9,
-        kernel_initializer: Any = "he_normal",
-        kernel_regularizer: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            use_bias=use_bias,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            **kwargs,
-        )
+    def __init__(self, use_bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(use_bias=use_bias, **kwargs)
 
     def build(self, input_shape) -> None:
         _, h, w, channels = input_shape

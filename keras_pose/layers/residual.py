@@ -15,6 +15,8 @@ from typing import Any
 
 import keras
 
+from keras_pose.layers.conv_bn import ConvOptions
+
 # Torch7's SpatialConvolution default: U(+-1/sqrt(fan_in)) (biases start at zero here).
 TORCH_CONV_INITIALIZER = {
     "class_name": "VarianceScaling",
@@ -23,7 +25,7 @@ TORCH_CONV_INITIALIZER = {
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class PreActResidual(keras.layers.Layer):
+class PreActResidual(ConvOptions, keras.layers.Layer):
     """BN-ReLU-conv1x1(filters/2), BN-ReLU-conv3x3(filters/2), BN-ReLU-conv1x1(filters) + skip.
 
     Args:
@@ -45,10 +47,7 @@ class PreActResidual(keras.layers.Layer):
         if filters < 2 or filters % 2:
             raise ValueError(f"PreActResidual needs an even filters >= 2, got {filters}")
         self.filters = filters
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.set_conv_options(bn_epsilon, bn_momentum, kernel_initializer, kernel_regularizer)
         half = filters // 2
         self.bn1, self.bn2, self.bn3 = (self._bn(f"bn{i}") for i in (1, 2, 3))
         self.conv1 = self._conv(half, 1, "conv1")
@@ -99,13 +98,5 @@ class PreActResidual(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            filters=self.filters,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer)
-            if self.kernel_regularizer
-            else None,
-        )
+        config.update(filters=self.filters, **self.conv_options_config())
         return config

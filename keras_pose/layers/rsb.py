@@ -22,7 +22,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_pose.layers.conv_bn import ConvBN, ConvBNBlock
+from keras_pose.layers.conv_bn import ConvBN
+from keras_pose.layers.residual_unit import ResidualUnit
 
 NUM_BRANCHES = 4
 
@@ -33,7 +34,7 @@ def branch_width(in_channels: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class ResidualStepsBlock(ConvBNBlock):
+class ResidualStepsBlock(ResidualUnit):
     """The Residual Steps Block (RSB) of RSN, exactly as the released code wires it.
 
     The branch width comes from the block's **input** width (``in*26//64``), so the first
@@ -45,36 +46,19 @@ class ResidualStepsBlock(ConvBNBlock):
         filters: output channels (``planes``; expansion 1).
         strides: stride of the first 1x1 conv and of the projection shortcut.
         use_bias: conv bias (True in the RSN code, even before BN).
-        bn_epsilon, bn_momentum: BatchNorm constants (PyTorch defaults: 1e-5, Keras 0.9).
-        kernel_initializer, kernel_regularizer: passed to every conv.
+        **kwargs: the other conv options of :class:`~keras_pose.layers.ConvBNBlock`
+            (``bn_epsilon``, ``bn_momentum``, ``kernel_initializer``, ``kernel_regularizer``)
+            and the base layer's (``name``, ``dtype``).
     """
 
     def __init__(
-        self,
-        filters: int,
-        strides: int = 1,
-        use_bias: bool = True,
-        bn_epsilon: float = 1e-5,
-        bn_momentum: float = 0.9,
-        kernel_initializer: Any = "he_normal",
-        kernel_regularizer: Any = None,
-        **kwargs: Any,
+        self, filters: int, strides: int = 1, use_bias: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(
-            use_bias=use_bias,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            kernel_initializer=kernel_initializer,
-            kernel_regularizer=kernel_regularizer,
-            **kwargs,
-        )
-        self.filters = filters
-        self.strides = strides
+        super().__init__(filters, strides, use_bias=use_bias, **kwargs)
         self.branch_filters: int | None = None
         self.expand = None
         self.steps: list[list[ConvBN]] = []
         self.project = None
-        self.shortcut = None
 
     def build(self, input_shape) -> None:
         in_channels = int(input_shape[-1])
@@ -93,9 +77,7 @@ class ResidualStepsBlock(ConvBNBlock):
             self.steps.append(branch)
         self.project = self.conv_bn(self.filters, 1, 1, None, "project")
         self.project.build(step_shape[:-1] + (NUM_BRANCHES * bc,))
-        if in_channels != self.filters or self.strides != 1:
-            self.shortcut = self.conv_bn(self.filters, 1, self.strides, None, "shortcut")
-            self.shortcut.build(input_shape)
+        self.build_shortcut(input_shape)
 
     def branch_outputs(self, inputs, training=None) -> list[list[Any]]:
         """Every step's output, ``[[y11], [y21, y22], [y31, y32, y33], [y41, ..., y44]]``."""
@@ -120,8 +102,7 @@ class ResidualStepsBlock(ConvBNBlock):
         branches = self.branch_outputs(inputs, training=training)
         x = ops.concatenate([steps[-1] for steps in branches], axis=-1)
         x = self.project(x, training=training)
-        shortcut = inputs if self.shortcut is None else self.shortcut(inputs, training=training)
-        return ops.relu(x + shortcut)
+        return self.add_shortcut(x, inputs, training=training)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -129,11 +110,3 @@ class ResidualStepsBlock(ConvBNBlock):
             h = None if h is None else (h - 1) // self.strides + 1
             w = None if w is None else (w - 1) // self.strides + 1
         return (n, h, w, self.filters)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            filters=self.filters,
-            strides=self.strides,
-        )
-        return config
