@@ -175,7 +175,7 @@ PUBLISHED: dict[str, Published] = {
                          "RSN README (originals.md §6.3)"),
     "4xrsn50": Published((256, 192), 79.0, "COCO val (MegBrain version)",
                          "RSN README (originals.md §6.3)"),
-    "cpm": Published((256, 192), 62.3, "COCO val2017, MMPose's CPM (BatchNorm, no centre "
+    "cpm": Published((256, 192), 62.7, "COCO val2017, MMPose's CPM (BatchNorm, no centre "
                      "map); the original has no COCO result", "MMPose (peers.md §1.2)"),
     "hourglass": Published((256, 256), None, "no COCO result for Newell's 8-stack network "
                            "(MPII PCKh 90.9); MMPose's 72.6 is a different Hourglass-52",

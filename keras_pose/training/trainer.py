@@ -66,8 +66,8 @@ SYNTHETIC_DIR = "synthetic"
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 32,
-    "epochs": 12,
-    "eval_every": 4,
+    "epochs": 6,
+    "eval_every": 2,
     "num_train_images": 1500,
     "num_val_images": 100,
 }
