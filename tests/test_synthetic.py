@@ -250,7 +250,7 @@ def test_existing_dataset_is_reused_and_foreign_data_is_never_overwritten(tmp_pa
         raise AssertionError("a complete dataset was rendered again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(synthetic, "_write_split", must_not_render)
+        patch.setattr(synthetic.dataset, "_write_split", must_not_render)
         assert make_coco_layout(tmp_path, 3, 2, seed=1) == paths
     assert os.stat(paths["val2017"]["annotation_file"]).st_mtime_ns == stamp
 
