@@ -206,11 +206,13 @@ def caffe_max_pool(x, name: str):
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 
 
-def image_branch(x, stage: int):
-    """C9-128 P, three times: the stride-8 image features of a stage."""
+def image_branch(x, stage: int, make_conv=None, max_pool=None):
+    """C9-128 P, three times: the stride-8 image features of a stage (the original's conv and
+    Caffe pool, or MMPose's ``make_conv`` and ``max_pool``)."""
+    make_conv, max_pool = make_conv or conv, max_pool or caffe_max_pool
     for index in range(1, 4):
-        x = conv(IMAGE_CHANNELS, 9, f"conv{index}_stage{stage}")(x)
-        x = caffe_max_pool(x, f"pool{index}_stage{stage}")
+        x = make_conv(IMAGE_CHANNELS, 9, f"conv{index}_stage{stage}")(x)
+        x = max_pool(x, f"pool{index}_stage{stage}")
     return x
 
 
@@ -253,10 +255,7 @@ def torch_max_pool(x, name: str):
 
 
 def mmpose_image_branch(x, stage: int):
-    for index in range(1, 4):
-        x = mmpose_conv(IMAGE_CHANNELS, 9, f"conv{index}_stage{stage}")(x)
-        x = torch_max_pool(x, f"pool{index}_stage{stage}")
-    return x
+    return image_branch(x, stage, mmpose_conv, torch_max_pool)
 
 
 def mmpose_stages(x, num_stages: int, num_keypoints: int) -> dict[str, Any]:
