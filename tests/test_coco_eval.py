@@ -425,3 +425,18 @@ def test_recipe_prints_the_table_of_the_written_results(dots, tmp_path, capsys):
     assert format_metrics(direct) in printed
     assert metrics["results_file"] == str(out_file)
     assert json.loads((tmp_path / "m.json").read_text())["AP"] == direct["AP"]
+
+
+def test_keypoint_noise_tool_ap_falls_with_the_noise(coco_file):
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).parents[1] / "tools" / "keypoint_noise_ap.py"
+    spec = importlib.util.spec_from_file_location("keypoint_noise_ap", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path, _ = coco_file
+    aps = module.ap_under_noise(str(path), [0.0, 2.0, 8.0, 30.0])
+    assert aps[0] == 1.0
+    assert all(later < earlier for earlier, later in zip(aps, aps[1:])), aps
+    assert aps[-1] < 0.1, aps
