@@ -122,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"({metrics['num_boxes']} boxes, nms={metrics['nms']}, "
           f"flip={not args.no_flip}); results: {metrics['results_file']}")
     if args.metrics_json:
-        from keras_pose.evaluation.results import write_json_atomic
+        from keras_pose.utils.atomic import write_json
 
-        write_json_atomic(metrics, args.metrics_json)
+        write_json(metrics, args.metrics_json)
     return metrics
 
 

@@ -18,22 +18,6 @@ RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, "recipes", "train_co
 TIMEOUT = 300
 
 
-def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
-    path = tmp_path / "state.json"
-    checkpoints.write_json({"step": 1}, path)
-    with pytest.raises(RuntimeError):
-        with checkpoints.atomic_file(path) as tmp:
-            with open(tmp, "w") as f:
-                f.write('{"step": 2')  # interrupted half-way
-            raise RuntimeError("killed")
-    assert json.loads(path.read_text()) == {"step": 1}
-    assert os.listdir(tmp_path) == ["state.json"]
-    with checkpoints.atomic_file(tmp_path / "w.weights.h5") as tmp:
-        assert tmp.endswith(".weights.h5") and os.path.dirname(tmp) == str(tmp_path)
-        open(tmp, "wb").close()
-    assert sorted(os.listdir(tmp_path)) == ["state.json", "w.weights.h5"]
-
-
 def test_backup_is_a_consistent_pair(tmp_path):
     from keras_pose.models import TinyPoseNet
 

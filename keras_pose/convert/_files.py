@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Mapping
 
 import keras
 import numpy as np
+
+from keras_pose.utils.atomic import save_atomic
 
 
 def read_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -53,28 +54,16 @@ def state_dict_to_numpy(checkpoint: Any, description: str = "checkpoint") -> dic
 
 
 def save_weights_atomic(model: keras.Model, path: str | os.PathLike) -> str:
-    """``model.save_weights(path)`` through a temporary file in the same directory."""
+    """``model.save_weights(path)``, atomically (:func:`keras_pose.utils.atomic.save_atomic`)."""
     return _save_atomic(model.save_weights, path, ".weights.h5")
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> str:
-    """``model.save(path)`` (a whole ``.keras`` model) through a temporary file."""
+    """``model.save(path)`` (a whole ``.keras`` model), atomically."""
     return _save_atomic(model.save, path, ".keras")
 
 
 def _save_atomic(save, path: str | os.PathLike, suffix: str) -> str:
-    path = os.fspath(path)
-    if not path.endswith(suffix):
-        raise ValueError(f"expected a path ending in {suffix}, got {path}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=suffix)
-    os.close(handle)
-    try:
-        os.remove(temporary)
-        save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    if not os.fspath(path).endswith(suffix):
+        raise ValueError(f"expected a path ending in {suffix}, got {os.fspath(path)}")
+    return save_atomic(save, path, suffix)

@@ -16,10 +16,11 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from keras_pose.utils.atomic import write_json
 
 PERSON_CATEGORY_ID = 1
 REQUIRED_KEYS = ("image_id", "category_id", "keypoints", "score")
@@ -152,30 +153,12 @@ def write_results(
     num_keypoints: int,
     image_ids: Collection[int] | None = None,
 ) -> str:
-    """Validate ``results`` and write them to ``path`` atomically (temp file + ``os.replace``).
+    """Validate ``results`` and write them to ``path`` atomically.
 
     Returns the path written.
     """
     validate_results(results, num_keypoints, image_ids)
-    return write_json_atomic([_plain(entry) for entry in results], path)
-
-
-def write_json_atomic(content: Any, path: str | os.PathLike) -> str:
-    """Write ``content`` as json to ``path`` via a temp file in the same folder and
-    ``os.replace``: readers never see a half-written file. Returns the path."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json([_plain(entry) for entry in results], path, separators=(",", ":"))
 
 
 def _plain(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from keras_pose.export._files import atomic_path
+from keras_pose.utils.atomic import atomic_path
 from keras_pose.export._model import (
     crop_signature,
     heatmap_model,

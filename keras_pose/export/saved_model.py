@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from keras_pose.export._archive import write_saved_model
-from keras_pose.export._files import atomic_path
+from keras_pose.utils.atomic import atomic_path
 from keras_pose.export._model import (
     KEYPOINTS,
     SCORES,

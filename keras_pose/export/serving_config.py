@@ -6,7 +6,7 @@ import os
 import re
 from typing import Iterable
 
-from keras_pose.export._files import atomic_path
+from keras_pose.utils.atomic import atomic_path
 
 CONFIG_NAME = "models.config"
 CONTAINER_ROOT = "/models"  # where the README's docker command mounts savedmodels/

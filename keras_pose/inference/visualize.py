@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import cv2
 import numpy as np
 
 from keras_pose.data.dataset_info import COCO17, DatasetInfo
+from keras_pose.utils.atomic import atomic_path
 
 # BGR colours of the left side, the right side and the centre line (nose, skeleton links
 # that join both sides).
@@ -95,8 +95,8 @@ def _put_text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: flo
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
-    """Write ``image`` (BGR uint8) as a PNG atomically (temp file beside it, then
-    ``os.replace``). Returns the path."""
+    """Write ``image`` (BGR uint8) as a PNG atomically
+    (:func:`keras_pose.utils.atomic.atomic_path`). Returns the path."""
     path = os.fspath(path)
     image = np.asarray(image)
     if image.ndim not in (2, 3) or image.size == 0 or image.dtype not in (np.uint8, np.uint16):
@@ -105,15 +105,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> str:
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise ValueError(f"cv2 could not encode an image of shape {np.shape(image)} as PNG")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, suffix=".png") as tmp:
+        with open(tmp, "wb") as f:
             f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

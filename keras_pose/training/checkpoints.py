@@ -1,7 +1,6 @@
 """Atomic files and the resumable training state.
 
-Every file a run writes appears complete or not at all: it is written to a temporary file in
-the same folder (same suffix, as Keras requires) and moved into place with ``os.replace``.
+Every file a run writes appears complete or not at all (:mod:`keras_pose.utils.atomic`).
 
 The backup that ``--resume`` continues from lives in ``<out>/backup/``: weights with the
 optimizer's variables (``step-<global step>.weights.h5``) and ``state.json`` naming them with
@@ -11,54 +10,26 @@ process dies at, it names a complete pair; older weights are deleted after it is
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import glob
 import json
 import os
-import tempfile
-from typing import Any, Iterator
+from typing import Any
+
+from keras_pose.utils import atomic
 
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 
 
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
-    """Yield a temporary path beside ``path`` ending in ``suffix`` (default: ``path``'s full
-    extension, e.g. ``.weights.h5``); when the body succeeds, flush it to disk and move it onto
-    ``path``. On failure the temporary file is removed and ``path`` is untouched."""
-    path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    if suffix is None:
-        suffix = name[name.index("."):] if "." in name else ""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    os.remove(tmp)  # Keras refuses to overwrite some files; let the writer create it
-    try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json(content: Any, path: str | os.PathLike) -> str:
-    with atomic_file(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(content, f, indent=1, sort_keys=True)
-    return os.fspath(path)
+    return atomic.write_json(content, path, indent=1, sort_keys=True)
 
 
 def save_model(model: Any, path: str | os.PathLike) -> str:
     """``model.save(path)`` (a ``.keras`` file, with the compiled optimizer), atomically."""
-    with atomic_file(path) as tmp:
-        model.save(tmp)
-    return os.fspath(path)
+    return atomic.save_atomic(model.save, path)
 
 
 @dataclasses.dataclass
@@ -120,8 +91,7 @@ def save_backup(model: Any, out_dir: str | os.PathLike, state: TrainingState) ->
     folder = backup_dir(out_dir)
     name = weights_name(state.global_step)
     path = os.path.join(folder, name)
-    with atomic_file(path) as tmp:
-        model.save_weights(tmp)
+    atomic.save_atomic(model.save_weights, path)
     state.weights_file = name
     write_state(out_dir, state)
     for old in glob.glob(os.path.join(folder, "step-*.weights.h5")):

@@ -42,6 +42,7 @@ from keras_pose.data.synthetic.render import (
     example_rng,
     render_example,
 )
+from keras_pose.utils.atomic import fsync_tree, write_json
 
 __all__ = ["MANIFEST_NAME", "VAL_IMAGE_ID_OFFSET", "main", "make_coco_dataset", "make_coco_layout"]
 
@@ -168,10 +169,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    tmp = root / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(tmp, root / MANIFEST_NAME)
+    write_json(manifest, root / MANIFEST_NAME, indent=1, sort_keys=True)
 
 
 def _is_complete(root: Path, params: dict[str, Any]) -> bool:
@@ -248,6 +246,7 @@ def make_coco_dataset(
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".synthetic-{split}-"))
     try:
         _write_split(staging, params)
+        fsync_tree(str(staging))
         _install(staging, root, split)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
