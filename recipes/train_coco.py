@@ -14,6 +14,10 @@ Defaults follow the family's original recipe (``keras_pose.training.RECIPES``): 
 learning rate (MSPN/RSN: 5e-4 per 32 crops), schedule shape, and as many training samples as
 the original saw. All GPUs are used (MirroredStrategy); with TF_CONFIG naming several machines,
 run the same command on each (MultiWorkerMirroredStrategy, --out on a shared file system).
+Each run writes its own folder: --out, or a new ``work_dirs/<model>/<date-time>`` (with
+``work_dirs/<model>/latest`` pointing at the newest); a folder holding another run is refused
+(continue it with --resume, or --overwrite it), and a lock keeps two live runs out of one folder.
+A NaN or infinite loss stops the run at once, before anything non-finite is saved.
 The output folder holds model.keras, best.keras, checkpoints/, backup/ (for --resume),
 logs/ (TensorBoard), summary.json, saved_model/ and predictions.png.
 """
@@ -78,9 +82,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="mirror over this many logical CPU devices (testing)")
 
     out = parser.add_argument_group("output")
-    out.add_argument("--out", help="run folder (default: work_dirs/<model>)")
+    out.add_argument("--out", help="run folder (default: a new work_dirs/<model>/<date-time>, "
+                                   "with work_dirs/<model>/latest pointing at it)")
     out.add_argument("--resume", action="store_true",
-                     help="continue from <out>/backup exactly where the run stopped")
+                     help="continue from <out>/backup exactly where the run stopped "
+                          "(without --out: the latest run of --model)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="delete the run that --out holds and start a new one there")
     out.add_argument("--backup-every", type=int, default=200, help="steps between backups")
     out.add_argument("--keep-checkpoints", type=int, default=3,
                      help="end-of-epoch .keras files kept (0: all)")
@@ -136,6 +144,7 @@ def config_from_args(args: argparse.Namespace):
         cpu_replicas=args.cpu_replicas,
         out_dir=args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         backup_every=args.backup_every,
         keep_checkpoints=args.keep_checkpoints,
         eval_every=args.eval_every,
@@ -153,8 +162,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args(argv)
     from keras_pose.training import train
+    from keras_pose.training.checkpoints import NonFiniteError
+    from keras_pose.training.run_folder import RunFolderError
 
-    return train(config_from_args(args))
+    try:
+        return train(config_from_args(args))
+    except (RunFolderError, NonFiniteError, ValueError, FileNotFoundError) as error:
+        logging.getLogger("train_coco").debug("stopped", exc_info=True)
+        raise SystemExit(f"error: {error}") from error
 
 
 if __name__ == "__main__":

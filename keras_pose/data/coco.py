@@ -16,7 +16,6 @@ import collections
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import os
 from typing import Any, Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 
 from keras_pose.data.dataset_info import COCO17, DatasetInfo
+from keras_pose.utils.files import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,15 @@ def load_coco(ann_file: str | os.PathLike):
     from pycocotools.coco import COCO
 
     path = os.fspath(ann_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
+    dataset = read_json(path, "annotation file")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("images", []), list):
+        raise ValueError(f"{path}: a COCO annotation file is an object with 'images', "
+                         f"'annotations' and 'categories' lists")
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(path)
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+    return coco
 
 
 def keypoint_category(coco, ann_file: str | os.PathLike = "", category_id: int | None = None):
@@ -285,10 +290,7 @@ def load_detection_records(
 
 def _read_detections(det_file: str | os.PathLike) -> list[Mapping[str, Any]]:
     path = os.fspath(det_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"detection file not found: {path}")
-    with open(path) as f:
-        detections = json.load(f)
+    detections = read_json(path, "detection file")
     if not isinstance(detections, list):
         raise ValueError(f"{path}: a COCO results file is a list of detections, "
                          f"got a {type(detections).__name__}")

@@ -4,13 +4,16 @@ They share one :class:`RunProgress`, which counts the steps of the run (not of o
 call: a resumed run calls ``fit`` once for the rest of the interrupted epoch and once for the
 others) and holds the :class:`~keras_pose.training.checkpoints.TrainingState` that backups
 save. Their order matters (:func:`keras_pose.training.trainer.make_callbacks`): the progress
-first, the replica synchronisation before anything reads the weights, the evaluation before
-the history, the checkpoints and TensorBoard (which all want its ``val_AP``).
+first, the non-finite loss check before anything is saved, the replica synchronisation before
+anything reads the weights, the backup before the evaluation (an evaluation that fails never
+costs the epoch's backup), the evaluation before the history, the checkpoints and TensorBoard
+(which all want its ``val_AP``), and last the backup's state refreshed with that history.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -42,6 +45,33 @@ class RunProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.state.global_step += 1
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops the run at the first step whose loss (any of the logged losses) is NaN or
+    infinite, by raising :class:`~keras_pose.training.checkpoints.NonFiniteError` before any
+    later callback of that step can save something. (Keras logs each loss as its running mean
+    over the epoch, which turns non-finite at the first non-finite step.)"""
+
+    def __init__(self, progress: RunProgress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        bad = {k: v for k, v in _scalars(logs or {}).items()
+               if "loss" in k and not math.isfinite(v)}
+        if bad:
+            raise checkpoints.NonFiniteError(non_finite_message(self.progress.state, bad))
+
+
+def non_finite_message(state: TrainingState, bad: dict[str, float]) -> str:
+    losses = ", ".join(f"{name} = {value}" for name, value in sorted(bad.items()))
+    backup = state.weights_file or "none yet"
+    return (f"training stopped: {losses} at global step {state.global_step} (epoch "
+            f"{(state.global_step - 1) // state.steps_per_epoch + 1}, step "
+            f"{(state.global_step - 1) % state.steps_per_epoch + 1}); nothing non-finite was "
+            f"saved. --resume continues from the last backup ({backup}); a lower learning rate "
+            "(--lr) may be needed")
 
 
 class RecordHistory(keras.callbacks.Callback):
@@ -152,6 +182,21 @@ class StepBackup(keras.callbacks.Callback):
             checkpoints.write_state(self.out_dir, state)  # same weights, newer logs
         else:
             checkpoints.save_backup(self.model, self.out_dir, state)
+
+
+class RefreshBackupState(keras.callbacks.Callback):
+    """At an epoch end, after the evaluation and the history: rewrites the backup's state (the
+    weights were saved by :class:`StepBackup` before the evaluation) with the epoch's logs."""
+
+    def __init__(self, out_dir: str, progress: RunProgress) -> None:
+        super().__init__()
+        self.out_dir = out_dir
+        self.progress = progress
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        state = self.progress.state
+        if state.weights_file == checkpoints.weights_name(state.global_step):
+            checkpoints.write_state(self.out_dir, state)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

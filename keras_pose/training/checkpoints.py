@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 from typing import Any
 
 from keras_pose.utils import atomic
+from keras_pose.utils.files import read_json
 
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or weight became NaN or infinite: the run stops, and nothing of it is saved."""
+
+
+def check_finite_weights(model: Any, destination: str | os.PathLike) -> None:
+    """Raise :class:`NonFiniteError` (naming the variable) rather than write NaN or infinite
+    weights to ``destination``."""
+    import numpy as np
+
+    for variable in model.weights:
+        if not np.all(np.isfinite(np.asarray(variable))):
+            raise NonFiniteError(f"not writing {os.fspath(destination)}: weight "
+                                 f"{variable.path} holds NaN or infinite values")
 
 
 def write_json(content: Any, path: str | os.PathLike) -> str:
@@ -28,7 +43,9 @@ def write_json(content: Any, path: str | os.PathLike) -> str:
 
 
 def save_model(model: Any, path: str | os.PathLike) -> str:
-    """``model.save(path)`` (a ``.keras`` file, with the compiled optimizer), atomically."""
+    """``model.save(path)`` (a ``.keras`` file, with the compiled optimizer), atomically;
+    refused if a weight is not finite."""
+    check_finite_weights(model, path)
     return atomic.save_atomic(model.save, path)
 
 
@@ -43,6 +60,7 @@ class TrainingState:
         best_ap, best_epoch: best validation AP so far and the (1-based) epoch that had it.
         history: one dict of logs per completed epoch (losses, learning rate, AP).
         weights_file: the weights + optimizer file of this state (in the backup folder).
+        model: the model it trains (name, input size, keypoints); a resume must build the same.
     """
 
     global_step: int = 0
@@ -54,6 +72,7 @@ class TrainingState:
     best_epoch: int | None = None
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     weights_file: str = ""
+    model: str = ""
     version: int = STATE_VERSION
 
     @property
@@ -77,6 +96,16 @@ class TrainingState:
             )
 
 
+    def check_model(self, identity: str, out_dir: str | os.PathLike) -> None:
+        """Record the run's model, or raise if a resumed backup is of another model."""
+        if self.model and self.model != identity:
+            raise ValueError(
+                f"cannot resume: the backup in {backup_dir(out_dir)} is from another model "
+                f"({self.model}); this run builds {identity}. Resume with the same model "
+                "settings, or start a new run with another --out")
+        self.model = identity
+
+
 def weights_name(global_step: int) -> str:
     return f"step-{global_step:09d}.weights.h5"
 
@@ -91,6 +120,7 @@ def save_backup(model: Any, out_dir: str | os.PathLike, state: TrainingState) ->
     folder = backup_dir(out_dir)
     name = weights_name(state.global_step)
     path = os.path.join(folder, name)
+    check_finite_weights(model, path)
     atomic.save_atomic(model.save_weights, path)
     state.weights_file = name
     write_state(out_dir, state)
@@ -110,10 +140,14 @@ def load_state(out_dir: str | os.PathLike) -> TrainingState | None:
     path = os.path.join(backup_dir(out_dir), STATE_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        saved = json.load(f)
-    if saved.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: state version {saved.get('version')}, expected {STATE_VERSION}")
+    saved = read_json(path, "training state")
+    if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
+        version = saved.get("version") if isinstance(saved, dict) else None
+        raise ValueError(f"{path}: state version {version}, expected {STATE_VERSION}")
+    fields = {f.name for f in dataclasses.fields(TrainingState)}
+    unknown = sorted(set(saved) - fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown training state fields {unknown}")
     state = TrainingState(**saved)
     weights = os.path.join(backup_dir(out_dir), state.weights_file)
     if not os.path.exists(weights):
@@ -126,7 +160,12 @@ def restore_backup(model: Any, out_dir: str | os.PathLike, state: TrainingState)
     optimizer = model.optimizer
     if not optimizer.built:
         optimizer.build(model.trainable_variables)
-    model.load_weights(os.path.join(backup_dir(out_dir), state.weights_file))
+    path = os.path.join(backup_dir(out_dir), state.weights_file)
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise ValueError(f"cannot resume from {path}: its weights do not fit this model (is the "
+                         f"backup from another model or model settings?): {error}") from None
 
 
 def prune(pattern: str, keep: int) -> None:

@@ -5,8 +5,10 @@
     :mod:`keras_pose.training.callbacks` -> final model, COCO AP, summary (-> SavedModel export
     and a picture of predictions).
 
-Output folder::
+Output folder (one per run: ``out_dir``, or a new ``work_dirs/<model>/<date-time>``; see
+:mod:`keras_pose.training.run_folder`)::
 
+    run.lock               held while the run is alive (no second run can share the folder)
     model.keras            final model (with optimizer), written atomically
     best.keras             the model of the best validation AP
     checkpoints/epoch_NNN.keras   end-of-epoch checkpoints (newest ``keep_checkpoints``)
@@ -21,20 +23,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from typing import Any, Callable
 
 import keras
 
-from keras_pose.training import checkpoints
+from keras_pose.training import checkpoints, run_folder
 from keras_pose.training.callbacks import (
     CocoEvaluation,
     EpochCheckpoint,
     LearningRateLogger,
     RecordHistory,
+    RefreshBackupState,
     RunProgress,
     StepBackup,
+    StopOnNonFiniteLoss,
     SyncReplicaStatistics,
     TensorBoardLogger,
 )
@@ -86,7 +91,7 @@ class TrainConfig:
     Data:
         data_dir: COCO layout (``annotations/person_keypoints_{train,val}2017.json``,
             ``train2017/``, ``val2017/``); ``None`` renders the synthetic set into
-            ``<out_dir>/synthetic`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`
+            ``synthetic_dir`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`
             (and :data:`MAIN_JOB_MODEL` to the main job's model).
         det_file: person detections for the validation AP (default: ground-truth boxes).
         train_split, val_split: split names under ``data_dir``.
@@ -111,8 +116,14 @@ class TrainConfig:
         strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"``.
         cpu_replicas: split the CPU into this many logical devices for a mirrored strategy.
     Output:
-        out_dir: the run folder (see the module docstring).
-        resume: continue from ``<out_dir>/backup`` (mid-epoch, exactly where it stopped).
+        out_dir: the run folder (see the module docstring); default a new
+            ``work_dirs/<model>/<timestamp>`` (``work_dirs/<model>/latest`` points at it).
+            A folder holding another run is refused (see :mod:`~keras_pose.training.run_folder`).
+        resume: continue from ``<out_dir>/backup`` (mid-epoch, exactly where it stopped);
+            without ``out_dir``, the run ``work_dirs/<model>/latest`` points at.
+        overwrite: delete the run ``out_dir`` holds and start a new one there.
+        synthetic_dir: where the synthetic set is rendered (default ``<out_dir>/synthetic``
+            for a given ``out_dir``, else ``work_dirs/<model>/synthetic``, shared by runs).
         backup_every: steps between backups (and at every epoch end).
         keep_checkpoints: end-of-epoch ``.keras`` files kept (0: all).
         eval_every: epochs between COCO AP evaluations (0: only at the end).
@@ -147,6 +158,8 @@ class TrainConfig:
     cpu_replicas: int = 0
     out_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
+    synthetic_dir: str | None = None
     backup_every: int = 200
     keep_checkpoints: int = 3
     eval_every: int | None = None
@@ -177,9 +190,42 @@ class TrainConfig:
         if config.model is None:
             raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
         config.model = check_model_name(config.model)
-        config.out_dir = config.out_dir or os.path.join("work_dirs", config.model)
+        check_numbers(config)
+        if config.synthetic and config.synthetic_dir is None:
+            parent = config.out_dir or os.path.join(run_folder.WORK_DIRS, config.model)
+            config.synthetic_dir = os.path.join(parent, SYNTHETIC_DIR)
+        if config.out_dir is None:
+            config.out_dir = (run_folder.latest_run_folder(config.model) if config.resume
+                              else run_folder.default_run_folder(config.model))
         config.eval_every = 5 if config.eval_every is None else config.eval_every
         return config
+
+
+# Numeric settings: (field, command-line flag, smallest value allowed). ``None`` stays a default.
+NUMBER_LIMITS = (
+    ("epochs", "--epochs", 1), ("steps_per_epoch", "--steps-per-epoch", 1),
+    ("batch_size", "--batch-size", 1), ("num_train_images", "--synthetic-train", 1),
+    ("num_val_images", "--synthetic-val", 1), ("backup_every", "--backup-every", 0),
+    ("keep_checkpoints", "--keep-checkpoints", 0), ("eval_every", "--eval-every", 0),
+    ("eval_max_images", "--eval-max-images", 1), ("eval_batch_size", "--eval-batch-size", 1),
+    ("tensorboard_every", None, 1), ("cpu_replicas", "--cpu-replicas", 0),
+)
+
+
+def check_numbers(config: TrainConfig) -> None:
+    """Raise a ``ValueError`` naming the setting (and its flag) of any number out of range."""
+    for field, flag, smallest in NUMBER_LIMITS:
+        value = getattr(config, field)
+        if value is not None and (isinstance(value, bool) or int(value) != value
+                                  or value < smallest):
+            name = field if flag is None else f"{field} ({flag})"
+            raise ValueError(f"{name} must be an integer >= {smallest}, got {value!r}")
+    rate = config.learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"learning_rate (--lr) must be a finite number > 0, got {rate!r}")
+    size = config.input_size
+    if size is not None and (len(size) != 2 or any(int(v) != v or v < 8 for v in size)):
+        raise ValueError(f"input_size (--input-size) must be two integers H W >= 8, got {size!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,13 +239,16 @@ class DataPaths:
 
 def data_paths(config: TrainConfig, worker: str | None = None) -> DataPaths:
     """The splits of ``config.data_dir``, or of the synthetic set (rendered if missing, into
-    ``<out_dir>/synthetic``; a non-chief ``worker`` of a multi-worker run renders its own
+    ``config.synthetic_dir``; a non-chief ``worker`` of a multi-worker run renders its own
     identical copy beside it rather than racing the chief for the same folder)."""
     if config.synthetic:
         from keras_pose.data.synthetic import make_coco_layout
 
-        folder = SYNTHETIC_DIR if worker is None else f".{SYNTHETIC_DIR}-{worker}"
-        layout = make_coco_layout(os.path.join(config.out_dir, folder),
+        folder = config.synthetic_dir
+        if worker is not None:
+            parent, name = os.path.split(folder)
+            folder = os.path.join(parent, f".{name}-{worker}")
+        layout = make_coco_layout(folder,
                                   config.num_train_images, config.num_val_images, seed=0)
         train, val = layout["train2017"], layout["val2017"]
         return DataPaths(train["annotation_file"], train["image_dir"], val["annotation_file"],
@@ -239,6 +288,7 @@ class Run:
     jit_compile: bool
     policy: str
     started: float
+    lock: run_folder.RunLock | None = None
 
     @property
     def total_steps(self) -> int:
@@ -248,10 +298,28 @@ class Run:
 def prepare(config: TrainConfig) -> Run:
     """Strategy, data, model and optimizer of ``config`` (resolved), restored from the backup
     with ``resume``. The strategy comes first: a multi-worker one must exist before TensorFlow
-    runs anything."""
+    runs anything. Then (the chief) claims and locks the run folder, and every input the run
+    will need is checked, validation split included, before any training step."""
     started = time.perf_counter()
     devices = logical_cpus(config.cpu_replicas) if config.cpu_replicas > 1 else None
     strategy = make_strategy("mirrored" if devices else config.strategy, devices)
+    lock = None
+    if is_chief(strategy):
+        lock = run_folder.claim_run_folder(config.out_dir, config.resume, config.overwrite)
+    try:
+        run = _prepare(config, strategy, started)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    run.lock = lock
+    if lock is not None and os.path.dirname(os.path.abspath(config.out_dir)) == os.path.abspath(
+            os.path.join(run_folder.WORK_DIRS, config.model)):
+        run_folder.point_latest(config.out_dir)
+    return run
+
+
+def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     if config.deterministic:
         import tensorflow as tf
 
@@ -261,10 +329,16 @@ def prepare(config: TrainConfig) -> Run:
     paths = data_paths(config, None if is_chief(strategy) else worker_name(strategy))
     with strategy.scope():
         model, inputs = model_and_input(config, paths, strategy.num_replicas_in_sync)
-    steps_per_epoch = config.steps_per_epoch or inputs.steps_per_pass()
-    recipe = recipe_for(model.spec.family)
-    epochs = config.epochs or recipe.default_epochs(steps_per_epoch * inputs.global_batch)
+    check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images)
+    steps_per_epoch = config.steps_per_epoch
+    if steps_per_epoch is None:
+        steps_per_epoch = inputs.steps_per_pass()
+    epochs = config.epochs
+    if epochs is None:
+        recipe = recipe_for(model.spec.family)
+        epochs = recipe.default_epochs(steps_per_epoch * inputs.global_batch)
     state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
+    state.check_model(model_identity(config.model, model.spec), config.out_dir)
     jit = resolve_jit_compile(config.jit_compile, strategy)
     with strategy.scope():
         optimizer = make_optimizer(model, epochs * steps_per_epoch, inputs.global_batch,
@@ -287,11 +361,37 @@ def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
     info = read_dataset_info(paths.train_annotations)
     records = load_coco_records(paths.train_annotations, paths.train_images, info)
     model = build_run_model(config, info.num_keypoints)
-    batch = config.batch_size or recipe_for(model.spec.family).batch_per_replica * replicas
+    batch = config.batch_size
+    if batch is None:
+        batch = recipe_for(model.spec.family).batch_per_replica * replicas
     inputs = TrainingInput(model.spec, records, info, resolve_augment(model.spec, config.augment),
                            batch, config.seed)
     inputs.check_batch(replicas)
     return model, inputs
+
+
+def check_validation_inputs(paths: DataPaths, info: Any, max_images: int | None) -> None:
+    """Read the validation annotations (and detections) and check that their images exist,
+    now rather than at the first evaluation, epochs later."""
+    from keras_pose.data.coco import load_coco, load_coco_records, load_detection_records
+
+    coco = load_coco(paths.val_annotations)
+    wanted = set(sorted(coco.getImgIds())[:max_images])
+    if paths.det_file is None:
+        records = load_coco_records(paths.val_annotations, paths.val_images, info, coco=coco)
+    else:
+        records = load_detection_records(paths.det_file, paths.val_annotations,
+                                         paths.val_images, dataset_info=info, coco=coco)
+    if not any(r.image_id in wanted for r in records):
+        source = paths.det_file or paths.val_annotations
+        raise ValueError(f"{source}: no person to evaluate on the first "
+                         f"{len(wanted)} validation images")
+
+
+def model_identity(name: str, spec: Any) -> str:
+    """What a backup must match to be resumed: model name, input size, keypoint count."""
+    height, width = spec.input_size
+    return f"{name} {height}x{width}, {spec.num_keypoints} keypoints"
 
 
 def build_run_model(config: TrainConfig, num_keypoints: int):
@@ -309,10 +409,7 @@ def resumed_state(
     fresh = TrainingState(steps_per_epoch=steps_per_epoch, global_batch=batch, seed=config.seed,
                           epochs=epochs)
     if not config.resume:
-        if checkpoints.load_state(config.out_dir) is not None:
-            logger.warning("%s holds the backup of an earlier run, which this run replaces; "
-                           "use --resume to continue it instead", config.out_dir)
-        return fresh
+        return fresh  # (a folder holding a run was refused or cleared by claim_run_folder)
     state = checkpoints.load_state(config.out_dir)
     if state is None:
         logger.warning("--resume: no backup in %s, starting from scratch", config.out_dir)
@@ -349,12 +446,12 @@ def make_callbacks(run: Run, progress: RunProgress) -> tuple[list, CocoEvaluatio
     out = config.out_dir
     evaluation = CocoEvaluation(make_evaluate(run), out if chief else None, progress,
                                 config.eval_every, run.state.epochs - 1)
-    callbacks = [progress, LearningRateLogger(),
+    callbacks = [progress, StopOnNonFiniteLoss(progress), LearningRateLogger(),
                  SyncReplicaStatistics(progress, config.backup_every)]
     if chief:
-        callbacks += [evaluation, RecordHistory(progress),
-                      EpochCheckpoint(out, config.keep_checkpoints),
-                      StepBackup(out, progress, config.backup_every)]
+        callbacks += [StepBackup(out, progress, config.backup_every), evaluation,
+                      RecordHistory(progress), EpochCheckpoint(out, config.keep_checkpoints),
+                      RefreshBackupState(out, progress)]
         if config.tensorboard:
             callbacks.append(TensorBoardLogger(os.path.join(out, "logs"), progress,
                                                config.tensorboard_every))
@@ -401,7 +498,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 def execute(run: Run) -> dict[str, Any]:
     """Train a prepared run to its last step, then (on the chief) save the final model,
-    evaluate it, export and draw it, and write and print the summary."""
+    evaluate it, export and draw it, and write and print the summary. The run folder's lock
+    is released at the end, whatever happens."""
+    try:
+        return _execute(run)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _execute(run: Run) -> dict[str, Any]:
     progress = RunProgress(run.state)
     callbacks, evaluation = make_callbacks(run, progress)
     log_plan(run)
