@@ -25,6 +25,13 @@ from typing import Any, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_pose.models import MODELS  # noqa: E402
+from keras_pose.utils.cli import (  # noqa: E402
+    check_files_exist,
+    check_writable,
+    finite_float,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger("eval_coco")
 
@@ -68,41 +75,47 @@ def dataset_paths(args: argparse.Namespace) -> dict[str, str]:
     return paths
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Everything the evaluation will need, checked before the model is loaded or an image
+    predicted: input files exist, outputs are writable."""
+    check_files_exist({"--keras": args.keras, "--weights": args.weights,
+                       "--det-file": args.det_file})
+    for flag, path in (("--out", args.out), ("--metrics-json", args.metrics_json)):
+        if path is not None:
+            check_writable(path, flag)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), help="architecture to build")
     parser.add_argument("--weights", help=".weights.h5 file for --model")
     parser.add_argument("--keras", help="a saved .keras model (replaces --model/--weights)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
                         help="input size of --model (default: the builder's)")
     parser.add_argument("--data-dir", help="COCO layout root (default: the synthetic dataset)")
     parser.add_argument("--split", default="val2017")
     parser.add_argument("--det-file", help="person detections (COCO results json); "
                                            "default: ground-truth boxes")
-    parser.add_argument("--det-score-threshold", type=float, default=0.0)
+    parser.add_argument("--det-score-threshold", type=finite_float, default=0.0)
     parser.add_argument("--no-flip", action="store_true", help="disable flip test")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--nms", default="auto", choices=["auto", "none", "oks", "soft_oks"])
-    parser.add_argument("--nms-threshold", type=float, default=0.9)
-    parser.add_argument("--max-images", type=int, help="only the first N images (by id)")
+    parser.add_argument("--nms-threshold", type=positive_float, default=0.9)
+    parser.add_argument("--max-images", type=positive_int, help="only the first N images (by id)")
     parser.add_argument("--out", help="results json to write (default: a temporary folder)")
     parser.add_argument("--metrics-json", help="also write the metrics to this json file")
     parser.add_argument("--synthetic-dir", default=DEFAULT_SYNTHETIC_DIR)
-    parser.add_argument("--synthetic-images", type=int, default=SYNTHETIC_VAL_IMAGES)
+    parser.add_argument("--synthetic-images", type=positive_int, default=SYNTHETIC_VAL_IMAGES)
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the evaluation, print the table, return the metrics dict of ``evaluate_coco``."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    from keras_pose.evaluation import evaluate_coco, format_metrics
+def run_evaluation(model, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate_coco`` of ``model`` on the split, with the flags' settings."""
+    from keras_pose.evaluation import evaluate_coco
 
-    model = load_model(args)
-    paths = dataset_paths(args)
-    metrics = evaluate_coco(
+    return evaluate_coco(
         model,
         paths["annotation_file"],
         paths["image_dir"],
@@ -116,8 +129,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         max_images=args.max_images,
         progress=not args.no_progress,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the evaluation, print the table, return the metrics dict of ``evaluate_coco``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    from keras_pose.evaluation import format_metrics
+
+    check_inputs(args)
+    model = load_model(args)
+    paths = dataset_paths(args)
+    try:
+        metrics = run_evaluation(model, paths, args)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from error
     print(metrics["table"])
     print(format_metrics(metrics))
+    if metrics["skipped_images"]:
+        print(f"skipped {len(metrics['skipped_images'])} unreadable image(s) (their people "
+              f"count as missed): {', '.join(metrics['skipped_images'][:5])}")
     print(f"{metrics['num_results']} poses on {metrics['num_images']} images "
           f"({metrics['num_boxes']} boxes, nms={metrics['nms']}, "
           f"flip={not args.no_flip}); results: {metrics['results_file']}")

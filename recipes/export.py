@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from typing import Sequence
@@ -35,6 +36,8 @@ DEFAULT_MODEL = "rsn18"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_pose.utils.cli import positive_int
+
     parser = argparse.ArgumentParser(description="Export a keras-pose model, checked against Keras.")
     parser.add_argument("--format", choices=(*FORMATS, "all"), default="saved_model")
     source = parser.add_mutually_exclusive_group()
@@ -43,23 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
                         "default rsn18)")
     source.add_argument("--keras", metavar="FILE", help="a saved .keras keras-pose model")
     parser.add_argument("--weights", metavar="FILE", help=".weights.h5 file to load")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"),
                         help="crop size of a built --model (default: the family's)")
     parser.add_argument("--quantize", choices=("float16", "int8"), help="LiteRT quantization")
     parser.add_argument("--calibration", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"),
                         help="COCO data whose box crops calibrate int8")
-    parser.add_argument("--num-calibration", type=int, default=64, help="int8 calibration crops")
+    parser.add_argument("--num-calibration", type=positive_int, default=64, help="int8 calibration crops")
     parser.add_argument("--decode", action="store_true",
                         help="LiteRT: also output keypoints and scores decoded on the device")
     parser.add_argument("--allow-non-gpu-ops", action="store_true",
                         help="write a .tflite even if an op is outside the GPU delegate's list")
     parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
     parser.add_argument("--name", help="model name (default: --model, or the model's name)")
-    parser.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
+    parser.add_argument("--version", type=positive_int, default=1, help="SavedModel version (default 1)")
     parser.add_argument("--no-flip", action="store_true", help="no flip test in predict_image")
     parser.add_argument("--keypoints-from", metavar="ANN_FILE",
                         help="COCO annotation file giving the left/right pairs (default COCO-17)")
     return parser
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Input files exist, --name is usable and --out is writable, before anything is built."""
+    from keras_pose.utils.cli import check_files_exist, check_writable
+
+    calibration = args.calibration or (None, None)
+    check_files_exist({"--keras": args.keras, "--weights": args.weights,
+                       "--keypoints-from": args.keypoints_from,
+                       "--calibration ANN_FILE": calibration[0]})
+    if calibration[1] is not None and not os.path.isdir(calibration[1]):
+        raise SystemExit(f"error: --calibration IMAGE_DIR {calibration[1]}: no such folder")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
+        raise SystemExit(f"error: --name {args.name!r}: use letters, digits, '_', '-' or '.'")
+    check_writable(args.out, "--out", directory=True)
 
 
 def load_model(args: argparse.Namespace):
@@ -111,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from keras_pose import export
 
+    check_inputs(args)
     model = load_model(args)
     name = args.name or args.model or model.name
     folder = os.path.join(args.out, name)

@@ -5,7 +5,10 @@
 
 Example: ``python recipes/predict.py street.jpg --boxes 120,40,90,260 --model rsn18
 --weights rsn18.weights.h5 --out street_pose.png``. Without ``--boxes`` the whole image is one
-box. Prints each person's keypoints (x, y, score in image pixels) and writes the drawing.
+box. Prints each person's keypoints (x, y in image pixels, the family's original score and the
+confidence on one 0..1 scale) and writes the drawing; ``--score-threshold`` compares the
+confidence (CPN/MSPN/RSN's original score is ``peak / 255 + 0.5``, above 0.5 even on an empty
+crop). A file that is not a readable image is an error naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_pose.models import MODELS  # noqa: E402
+from keras_pose.utils.cli import check_files_exist, check_writable, unit_float  # noqa: E402
 
 
 def parse_box(text: str) -> list[float]:
@@ -54,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="out.png", help="PNG to write (default: out.png)")
     parser.add_argument("--no-flip", action="store_true",
                         help="skip the flip test (on by default when the family used it)")
-    parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="draw keypoints scoring at least this (default 0.3)")
+    parser.add_argument("--score-threshold", type=unit_float, default=0.3,
+                        help="draw keypoints whose confidence (0..1, on every family's scale) "
+                             "is at least this (default 0.3)")
     return parser
 
 
@@ -75,7 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from keras_pose.inference import Predictor, draw_skeleton, save_png
     from keras_pose.inference.predictor import load_image
 
-    image = load_image(args.image)
+    from keras_pose.data.coco import BadImageError
+
+    check_files_exist({"image": args.image, "--keras": args.keras, "--weights": args.weights,
+                       "--keypoints-from": args.keypoints_from})
+    check_writable(args.out, "--out")
+    try:
+        image = load_image(args.image)
+    except BadImageError as error:
+        raise SystemExit(f"error: {error}") from None
     boxes = np.array(args.boxes or [[0.0, 0.0, image.shape[1], image.shape[0]]])
     model = load_model(args)
     dataset_info = None
@@ -85,13 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset_info = read_dataset_info(args.keypoints_from)
     predictor = Predictor(model, dataset_info, flip_test=False if args.no_flip else None)
     poses = predictor(image, boxes)
-    drawing = draw_skeleton(image, poses, predictor.dataset_info, args.score_threshold)
+    confident = predictor.confidences(poses)
+    drawing = draw_skeleton(image, confident, predictor.dataset_info, args.score_threshold)
     save_png(args.out, drawing)
     names = predictor.dataset_info.keypoint_names
     for person, pose in enumerate(poses):
         print(f"person {person} (box {boxes[person].tolist()}):")
-        for name, (x, y, score) in zip(names, pose):
-            print(f"  {name:>16s}  x={x:8.1f}  y={y:8.1f}  score={score:.3f}")
+        for name, (x, y, score), confidence in zip(names, pose, confident[person, :, 2]):
+            print(f"  {name:>16s}  x={x:8.1f}  y={y:8.1f}  score={score:.3f}  "
+                  f"confidence={confidence:.3f}")
     print(f"wrote {args.out}")
     return 0
 

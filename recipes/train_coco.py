@@ -37,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from keras_pose.models import MODELS
     from keras_pose.training.recipes import SCHEDULES
+    from keras_pose.utils.cli import non_negative_int, positive_float, positive_int
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,23 +48,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                          "validation AP (default: ground-truth boxes)")
     data.add_argument("--train-split", default="train2017")
     data.add_argument("--val-split", default="val2017")
-    data.add_argument("--synthetic-train", type=int, help="synthetic training images")
-    data.add_argument("--synthetic-val", type=int, help="synthetic validation images")
+    data.add_argument("--synthetic-train", type=positive_int, help="synthetic training images")
+    data.add_argument("--synthetic-val", type=positive_int, help="synthetic validation images")
     data.add_argument("--no-augment", action="store_true", help="train on plain crops")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=sorted(MODELS),
                        help="architecture (default: rsn18 on the synthetic set)")
-    model.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+    model.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"))
     model.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
                        help="extra constructor argument, a json value (e.g. num_stages=3)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=int, help="default: as many samples as the original")
-    optim.add_argument("--steps-per-epoch", type=int, help="default: one pass over the people")
-    optim.add_argument("--batch-size", type=int, help="global batch (crops per step, all "
+    optim.add_argument("--epochs", type=positive_int, help="default: as many samples as the original")
+    optim.add_argument("--steps-per-epoch", type=positive_int, help="default: one pass over the people")
+    optim.add_argument("--batch-size", type=positive_int, help="global batch (crops per step, all "
                                                       "replicas); default 32 per replica")
-    optim.add_argument("--lr", type=float, help="base (peak) learning rate")
+    optim.add_argument("--lr", type=positive_float, help="base (peak) learning rate")
     optim.add_argument("--schedule", choices=SCHEDULES, default="family")
     optim.add_argument("--mixed-precision", action="store_true",
                        help="float16 compute on GPU, bfloat16 on CPU")
@@ -78,7 +79,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dist = parser.add_argument_group("distribution")
     dist.add_argument("--strategy", default="auto",
                       choices=["auto", "default", "mirrored", "multi_worker"])
-    dist.add_argument("--cpu-replicas", type=int, default=0,
+    dist.add_argument("--cpu-replicas", type=non_negative_int, default=0,
                       help="mirror over this many logical CPU devices (testing)")
 
     out = parser.add_argument_group("output")
@@ -89,13 +90,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                           "(without --out: the latest run of --model)")
     out.add_argument("--overwrite", action="store_true",
                      help="delete the run that --out holds and start a new one there")
-    out.add_argument("--backup-every", type=int, default=200, help="steps between backups")
-    out.add_argument("--keep-checkpoints", type=int, default=3,
+    out.add_argument("--backup-every", type=non_negative_int, default=200, help="steps between backups")
+    out.add_argument("--keep-checkpoints", type=non_negative_int, default=3,
                      help="end-of-epoch .keras files kept (0: all)")
-    out.add_argument("--eval-every", type=int, help="epochs between COCO AP evaluations "
+    out.add_argument("--eval-every", type=non_negative_int, help="epochs between COCO AP evaluations "
                                                     "(0: only at the end; default 5)")
-    out.add_argument("--eval-max-images", type=int, help="evaluate on the first N images only")
-    out.add_argument("--eval-batch-size", type=int, default=32)
+    out.add_argument("--eval-max-images", type=positive_int, help="evaluate on the first N images only")
+    out.add_argument("--eval-batch-size", type=positive_int, default=32)
     out.add_argument("--no-tensorboard", action="store_true")
     out.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     out.add_argument("--no-draw", action="store_true", help="skip predictions.png")

@@ -4,7 +4,9 @@
 :class:`MegviiCodec` (CPN, MSPN, RSN) or :class:`MSRACodec` (CPM, Hourglass). Both have
 
 * ``encode(keypoints (K, 2) crop px, visible (K,) bool) -> (h, w, K) float32``;
-* ``decode(heatmaps (N, h, w, K)) -> (keypoints (N, K, 2) crop px, scores (N, K))``.
+* ``decode(heatmaps (N, h, w, K)) -> (keypoints (N, K, 2) crop px, scores (N, K))``;
+* ``confidence(scores) -> (N, K)`` the scores on one 0..1 scale for every family (Megvii's
+  original score is ``raw / 255 + 0.5``, so a blank crop scores above 0.5 there).
 
 :mod:`keras_pose.codecs.graph` has the same decodes in ``keras.ops`` for exported graphs;
 :mod:`keras_pose.codecs.flip` the flip test.

@@ -32,6 +32,10 @@ DECODE_BORDER = 10
 SHIFT = 0.25
 
 
+# The originals' keypoint score is ``raw / peak + 0.5``: a blank crop scores about 0.5-0.65.
+SCORE_OFFSET = 0.5
+
+
 class MegviiCodec:
     """Targets and decoding of CPN/MSPN/RSN heatmaps.
 
@@ -150,9 +154,14 @@ class MegviiCodec:
         row2, col2 = _common.argmax_cells(blurred)
         cells = self._shift_and_clamp(row1, col1, row2, col2)
         score_cells = np.rint(cells).astype(np.int64)
-        scores = raw[n, score_cells[..., 1], score_cells[..., 0], k] / self.peak + 0.5
+        scores = raw[n, score_cells[..., 1], score_cells[..., 0], k] / self.peak + SCORE_OFFSET
         keypoints = _common.cells_to_pixels(cells, self.stride)
         return keypoints.astype(np.float32), scores.astype(np.float32)
+
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """The decode's scores on the 0..1 scale of every codec: ``raw / peak`` (the original
+        score less its 0.5 offset), clipped to [0, 1]."""
+        return np.clip(np.asarray(scores, np.float64) - SCORE_OFFSET, 0.0, 1.0)
 
     def _shift_and_clamp(self, row1, col1, row2, col2) -> np.ndarray:
         """``p1`` (unpadded cells, ``(N, K, 2)`` x/y) moved 0.25 towards ``p2``, clamped."""

@@ -107,6 +107,11 @@ class MSRACodec:
         keypoints = _common.cells_to_pixels(cells, self.stride)
         return keypoints.astype(np.float32), scores.astype(np.float32)
 
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """The decode's scores (heatmap maximum / peak) clipped to [0, 1], the scale of
+        :meth:`MegviiCodec.confidence`."""
+        return np.clip(np.asarray(scores, np.float64), 0.0, 1.0)
+
 
 def quarter_offsets(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Hourglass's ``0.25 * sign(neighbour difference)`` per axis, ``(N, K, 2)`` x/y.

@@ -318,16 +318,22 @@ def read_image(path: str) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        BadImageError: the file does not decode, or is a JPEG without its end marker (a
-            truncated download decodes silently into a partly grey image otherwise).
+        BadImageError: the file is empty, is not an image OpenCV decodes (OpenCV's own errors
+            included), or is a JPEG without its end marker (a truncated download decodes
+            silently into a partly grey image otherwise). The message names the file.
     """
     with open(path, "rb") as f:
         data = f.read()
+    if not data:
+        raise BadImageError(f"empty image file (0 bytes): {path}")
     if _is_truncated_jpeg(data):
         raise BadImageError(f"truncated JPEG (no end-of-image marker): {path}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadImageError(f"image does not decode: {path}")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise BadImageError(f"image does not decode ({str(error).strip()}): {path}") from None
+    if image is None or image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise BadImageError(f"image does not decode (unknown or damaged format): {path}")
     return image
 
 

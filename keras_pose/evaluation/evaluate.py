@@ -15,6 +15,8 @@ Faithful defaults per family (``nms="auto"``, ``keypoint_threshold="auto"``):
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import tempfile
 import time
@@ -23,6 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from keras_pose.data.coco import (
+    BadImageError,
     PersonRecord,
     load_coco,
     load_coco_records,
@@ -37,6 +40,8 @@ from keras_pose.evaluation.nms import DEFAULT_THRESHOLD, NMS_MODES, suppress
 from keras_pose.evaluation.rescoring import DEFAULT_KEYPOINT_THRESHOLD, instance_scores
 from keras_pose.evaluation.results import make_results, write_results
 from keras_pose.spec import PoseSpec
+
+logger = logging.getLogger(__name__)
 
 AUTO = "auto"
 ORIGINAL_PROTOCOL_FAMILIES = ("cpn", "mspn", "rsn")  # evaluated by their authors on COCO
@@ -92,18 +97,36 @@ def group_by_image(records: Iterable[PersonRecord]) -> list[list[PersonRecord]]:
 
 
 def predict_groups(
-    predictor: Any, groups: Sequence[Sequence[PersonRecord]], progress: bool = True
-) -> Iterator[np.ndarray]:
-    """``(N_i, K, 3)`` poses of every image group, through ``predictor.predict_many``, with a
-    Keras progress bar over images."""
+    predictor: Any,
+    groups: Sequence[Sequence[PersonRecord]],
+    progress: bool = True,
+    skipped: list[str] | None = None,
+) -> Iterator[tuple[Sequence[PersonRecord], np.ndarray]]:
+    """``(group, (N_i, K, 3) poses)`` of every image group whose image reads, through
+    ``predictor.predict_many``, with a Keras progress bar over images. An image that does not
+    read (empty, damaged, not an image) is skipped with a warning naming it, and its path
+    appended to ``skipped``."""
     import keras
 
     bar = keras.utils.Progbar(len(groups), unit_name="image") if progress else None
-    items = ((read_image(g[0].image_path), np.stack([r.box for r in g])) for g in groups)
-    for done, poses in enumerate(predictor.predict_many(items), start=1):
+    readable: collections.deque = collections.deque()
+
+    def items():
+        for group in groups:
+            try:
+                image = read_image(group[0].image_path)
+            except BadImageError as error:
+                logger.warning("skipping an unreadable image in the evaluation: %s", error)
+                if skipped is not None:
+                    skipped.append(group[0].image_path)
+                continue
+            readable.append(group)
+            yield image, np.stack([r.box for r in group])
+
+    for done, poses in enumerate(predictor.predict_many(items()), start=1):
         if bar is not None:
             bar.update(done)
-        yield np.asarray(poses)
+        yield readable.popleft(), np.asarray(poses)
 
 
 def _records(ann_file, image_dir, det_file, dataset_info, det_score_threshold):
@@ -172,7 +195,8 @@ def evaluate_coco(
     Returns:
         The ten COCO numbers (``"AP"`` ... ``"ARl"``), ``"table"`` (pycocotools' summary),
         ``"results_file"``, ``"num_images"``, ``"num_boxes"``, ``"num_results"``, ``"nms"``,
-        ``"keypoint_threshold"`` and ``"predict_seconds"``.
+        ``"keypoint_threshold"``, ``"predict_seconds"`` and ``"skipped_images"`` (the files
+        that did not read: skipped with a warning, their people count as missed).
     """
     coco = load_coco(ann_file)
     info = dataset_info or read_dataset_info(ann_file, coco=coco)
@@ -190,8 +214,8 @@ def evaluate_coco(
                if r.image_id in wanted]
     groups = group_by_image(records)
     start = time.perf_counter()
-    results = []
-    for group, poses in zip(groups, predict_groups(predictor, groups, progress), strict=True):
+    results, skipped = [], []
+    for group, poses in predict_groups(predictor, groups, progress, skipped):
         results += image_results(group[0].image_id, group, poses, spec, info.sigmas, nms,
                                  nms_threshold, keypoint_threshold)
     seconds = time.perf_counter() - start
@@ -207,6 +231,7 @@ def evaluate_coco(
         "num_images": len(image_ids),
         "num_boxes": len(records),
         "num_results": len(results),
+        "skipped_images": skipped,
         "nms": nms,
         "keypoint_threshold": keypoint_threshold,
         "predict_seconds": seconds,

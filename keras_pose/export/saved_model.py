@@ -168,8 +168,43 @@ class ServingGraph:
 
         return decode_graph(heatmaps, self.codec)
 
+    def check_crops(self, image):
+        """``image``, after in-graph checks that it is ``(N, H, W, 3)`` crops of the model's
+        input size (TF Serving feeds tensors without checking the signature's shape)."""
+        import tensorflow as tf
+
+        h, w = self.spec.input_size
+        ok = _has_shape(image, [None, h, w, 3])
+        message = (f"{CROPS_SIGNATURE} input '{IMAGE_INPUT}' must be (N, {h}, {w}, 3) float "
+                   f"crops (the model's input size, 3 channels)")
+        return _checked(image, [ok], [message])
+
+    def check_image_and_boxes(self, image, boxes):
+        """``image, boxes`` after in-graph checks: one ``(height, width, 3)`` image (not a
+        batch) and ``(N, 4)`` boxes ``x, y, w, h`` with finite values and ``w, h > 0``, as
+        :func:`keras_pose.inference.predictor.check_boxes` requires."""
+        import tensorflow as tf
+
+        image_ok = _has_shape(image, [None, None, 3])
+        image_ok = tf.logical_and(image_ok, tf.reduce_all(tf.shape(image)[:2] > 0))
+        shape_ok = _has_shape(boxes, [None, 4])
+        values_ok = tf.cond(shape_ok, lambda: tf.reduce_all(
+            tf.logical_and(tf.math.is_finite(boxes), tf.concat(
+                [tf.ones_like(boxes[:, :2], tf.bool), boxes[:, 2:] > 0], axis=1))),
+            lambda: tf.constant(True))
+        messages = [
+            f"{IMAGE_SIGNATURE} input '{IMAGE_INPUT}' must be one (height, width, 3) uint8 image "
+            "(not a batch, 3 channels, not empty)",
+            f"{IMAGE_SIGNATURE} input '{BOXES_INPUT}' must be (N, 4) boxes x, y, w, h",
+            f"{IMAGE_SIGNATURE} input '{BOXES_INPUT}': every box needs finite x, y, w, h and "
+            "w, h > 0",
+        ]
+        image = _checked(image, [image_ok], messages[:1])
+        return image, _checked(boxes, [shape_ok, values_ok], messages[1:])
+
     def predict_crops(self, image):
         """``serving_default``: crops -> named heatmaps, crop-pixel keypoints and scores."""
+        image = self.check_crops(image)
 
         def compute():
             outputs = self.run_model(image)
@@ -216,6 +251,8 @@ class ServingGraph:
 
         from keras_pose.export._crop import crop_image, crop_points_to_image, crop_to_image_affines
 
+        image, boxes = self.check_image_and_boxes(image, boxes)
+
         def compute():
             pixels = tf.cast(image, tf.float32)
             if self.reverse_channels:
@@ -226,6 +263,35 @@ class ServingGraph:
             return {KEYPOINTS: crop_points_to_image(keypoints, affines), SCORES: scores}
 
         return self._unless_empty(boxes, compute, [])
+
+
+def _has_shape(tensor, shape: Sequence[int | None]):
+    """A boolean tensor: ``tensor`` has ``len(shape)`` dimensions, equal to ``shape``'s where
+    not ``None`` (computed at run time: TF Serving does not check a signature's shape)."""
+    import tensorflow as tf
+
+    actual = tf.shape(tensor)
+    fixed = [i for i, size in enumerate(shape) if size is not None]
+
+    def sizes_match():
+        wanted = tf.constant([shape[i] for i in fixed], tf.int32)
+        return tf.reduce_all(tf.equal(tf.gather(actual, fixed), wanted))
+
+    rank_ok = tf.equal(tf.size(actual), len(shape))
+    return tf.cond(rank_ok, sizes_match, lambda: tf.constant(False)) if fixed else rank_ok
+
+
+def _checked(tensor, conditions, messages):
+    """``tensor`` once every condition holds; else an ``InvalidArgumentError`` with the
+    message of the first that does not."""
+    import tensorflow as tf
+
+    asserts = []
+    for condition, message in zip(conditions, messages):
+        with tf.control_dependencies(asserts):
+            asserts.append(tf.debugging.Assert(condition, [message]))
+    with tf.control_dependencies(asserts):
+        return tf.identity(tensor)
 
 
 def _check(directory: str, model: PoseModel, graph: ServingGraph, atol: float) -> None:

@@ -96,7 +96,7 @@ class Predictor:
                 batch, crops = _take(crops, self.batch_size)
                 decoded.append(self.decode_crops(batch))
                 yield from self._finished(waiting, decoded)
-        if crops:
+        if sum(len(c) for c in crops):  # (no model call for images without boxes)
             decoded.append(self.decode_crops(np.concatenate(crops)))
         yield from self._finished(waiting, decoded)
 
@@ -116,6 +116,13 @@ class Predictor:
         if self.spec.channel_order == "RGB":
             crops = crops[..., ::-1]
         return np.ascontiguousarray(crops), matrices
+
+    def confidences(self, poses: np.ndarray) -> np.ndarray:
+        """``poses`` (``(..., K, 3)`` as returned) with the scores on the 0..1 scale of every
+        family (:meth:`MegviiCodec.confidence`): what a score threshold should compare."""
+        result = np.array(poses, dtype=np.float64, copy=True)
+        result[..., 2] = self.codec.confidence(result[..., 2])
+        return result
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """The final output's ``(N, h, w, K)`` heatmaps of model-ready crops, flip-averaged if

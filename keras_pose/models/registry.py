@@ -68,6 +68,16 @@ def build_model(name: str, **kwargs: Any) -> PoseModel:
     return MODELS[check_model_name(name)](**kwargs)
 
 
+def check_keras_archive(path: str) -> None:
+    """Raise a ``ValueError`` naming ``path`` if a ``.keras`` file is not a complete zip archive
+    (Keras itself reports a truncated one as "File not found")."""
+    import zipfile
+
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a complete .keras file (a .keras model is a zip archive; "
+                         f"this one is truncated or damaged, {os.path.getsize(path)} bytes)")
+
+
 def load_model(
     name_or_path: str,
     weights: str | os.PathLike | None = None,
@@ -84,6 +94,7 @@ def load_model(
             raise FileNotFoundError(f"model file not found: {path}")
         if input_shape is not None:
             raise ValueError(f"{path}: a saved model keeps its input shape; drop input_shape")
+        check_keras_archive(path)
         model = keras.saving.load_model(path, compile=compile)
         if not isinstance(model, PoseModel):
             raise TypeError(f"{path} holds a {type(model).__name__}, not a keras-pose PoseModel")

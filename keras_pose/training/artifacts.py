@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 TILE_HEIGHT = 320
 NUM_IMAGES = 6
 COLUMNS = 3
-SCORE_THRESHOLD = 0.3
+SCORE_THRESHOLD = 0.3  # on the 0..1 confidence scale of every family (Predictor.confidences)
 
 
 def export_saved_model(model: Any, path: str) -> str:
@@ -37,20 +37,21 @@ def draw_predictions(
     written atomically as a PNG. Poses come from the evaluation's ``results_file`` when given,
     else from a :class:`~keras_pose.inference.Predictor` on the ground-truth boxes."""
     from keras_pose.data.coco import load_coco, read_dataset_info
-    from keras_pose.inference import draw_skeleton, save_png
+    from keras_pose.inference import Predictor, draw_skeleton, save_png
 
     coco = load_coco(ann_file)
     info = read_dataset_info(ann_file, coco=coco)
     image_ids = sorted(coco.getImgIds())[:num_images]
+    predictor = Predictor(model, dataset_info=info)
     poses = (_poses_from_results(results_file, image_ids, info.num_keypoints)
              if results_file and os.path.exists(results_file)
-             else _poses_from_model(model, coco, image_ids, info, image_dir))
+             else _poses_from_model(predictor, coco, image_ids, image_dir))
     tiles = []
     for image_id in image_ids:
         image = cv2.imread(_image_path(coco, image_dir, image_id))
         if image is None:
             continue
-        kept = poses.get(image_id, np.zeros((0, info.num_keypoints, 3)))
+        kept = predictor.confidences(poses.get(image_id, np.zeros((0, info.num_keypoints, 3))))
         tiles.append(draw_skeleton(image, kept, info, score_threshold=SCORE_THRESHOLD,
                                    draw_scores=False))
     if not tiles:
@@ -70,10 +71,7 @@ def _poses_from_results(results_file: str, image_ids, num_keypoints: int) -> dic
     return {k: np.stack(v) for k, v in poses.items()}
 
 
-def _poses_from_model(model, coco, image_ids, info, image_dir) -> dict[int, np.ndarray]:
-    from keras_pose.inference import Predictor
-
-    predictor = Predictor(model, dataset_info=info)
+def _poses_from_model(predictor, coco, image_ids, image_dir) -> dict[int, np.ndarray]:
     poses = {}
     for image_id in image_ids:
         anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False))
