@@ -86,3 +86,76 @@ def test_predictor_with_no_boxes_returns_an_empty_array(model):
     predictor = Predictor(model, info)
     for boxes in ([], np.zeros((0, 4))):
         assert predictor(image().numpy(), boxes).shape == (0, 5, 3)
+
+
+# -- models.config ---------------------------------------------------------------------------
+
+OTHER_MODELS = """# served by the team's TF Serving
+model_config_list {
+  config {
+    name: 'detector'
+    base_path: "/models/detector"
+    model_platform: "tensorflow"
+    model_version_policy { specific { versions: 3 versions: 4 } }
+    version_labels { key: "stable" value: 3 }
+    version_labels { key: "canary" value: 4 }
+  }
+  config: {
+    name: "rsn18"   # ours, with a pinned version
+    base_path: "/mnt/other/rsn18"
+    model_platform: "tensorflow"
+    model_version_policy { latest { num_versions: 2 } }
+  }
+}
+"""
+
+
+def parsed(text):
+    """The config parsed with TF Serving's own protobuf, or ``None`` where
+    ``tensorflow-serving-api`` is not installed (it requires the full ``tensorflow`` package;
+    ``pip install --no-deps tensorflow-serving-api`` adds it beside ``tensorflow-cpu``)."""
+    try:
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2 as serving
+    except ImportError:
+        return None
+    return text_format.Parse(text, serving.ModelServerConfig())
+
+
+def test_export_adds_its_entry_and_keeps_the_others_byte_for_byte(tmp_path):
+    from keras_pose.export import add_to_models_config
+    from keras_pose.export.serving_config import config_names
+
+    path = tmp_path / "models.config"
+    path.write_text(OTHER_MODELS)
+    add_to_models_config(tmp_path, "cpn50")
+    merged = path.read_text()
+    assert merged.startswith(OTHER_MODELS[:OTHER_MODELS.rindex("}")])  # all before: unchanged
+    assert config_names(merged) == ["detector", "rsn18", "cpn50"]
+    assert merged.endswith('  config {\n    name: "cpn50"\n    base_path: "/models/cpn50"\n'
+                           '    model_platform: "tensorflow"\n  }\n}\n')
+    served = parsed(merged)
+    if served is not None:
+        config = served.model_config_list.config
+        assert [c.name for c in config] == ["detector", "rsn18", "cpn50"]
+        assert list(config[0].model_version_policy.specific.versions) == [3, 4]
+        assert dict(config[0].version_labels) == {"stable": 3, "canary": 4}
+        assert config[1].base_path == "/mnt/other/rsn18"
+        assert config[1].model_version_policy.latest.num_versions == 2
+
+    add_to_models_config(tmp_path, "rsn18")  # already served: the entry is kept as it is
+    add_to_models_config(tmp_path, "cpn50")
+    assert path.read_text() == merged
+
+
+def test_a_new_config_and_a_broken_one(tmp_path):
+    from keras_pose.export import add_to_models_config, models_config
+    from keras_pose.export.serving_config import ModelsConfigError
+
+    add_to_models_config(tmp_path, "rsn18")
+    assert (tmp_path / "models.config").read_text() == models_config(["rsn18"])
+    broken = "model_config_list {\n  config { name: \"a\"\n"
+    (tmp_path / "models.config").write_text(broken)
+    with pytest.raises(ModelsConfigError, match=r"models.config: line 3.*missing '}'"):
+        add_to_models_config(tmp_path, "b")
+    assert (tmp_path / "models.config").read_text() == broken  # not rewritten
