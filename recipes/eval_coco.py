@@ -79,7 +79,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     """Everything the evaluation will need, checked before the model is loaded or an image
     predicted: input files exist, outputs are writable."""
     check_files_exist({"--keras": args.keras, "--weights": args.weights,
-                       "--det-file": args.det_file})
+                       "--det-file": args.det_file, "--keypoints-from": args.keypoints_from})
     for flag, path in (("--out", args.out), ("--metrics-json", args.metrics_json)):
         if path is not None:
             check_writable(path, flag)
@@ -97,6 +97,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="val2017")
     parser.add_argument("--det-file", help="person detections (COCO results json); "
                                            "default: ground-truth boxes")
+    parser.add_argument("--keypoints-from", metavar="FILE",
+                        help="keypoint info file (json: keypoints, flip_pairs, skeleton, "
+                             "sigmas) or COCO annotation file (default: the split's category)")
+    parser.add_argument("--default-sigma", type=positive_float,
+                        help="OKS sigma of every keypoint when the keypoint set has none "
+                             "(otherwise such a set is refused)")
     parser.add_argument("--det-score-threshold", type=finite_float, default=0.0)
     parser.add_argument("--no-flip", action="store_true", help="disable flip test")
     parser.add_argument("--batch-size", type=positive_int, default=32)
@@ -128,7 +134,18 @@ def run_evaluation(model, paths: dict[str, str], args: argparse.Namespace) -> di
         results_file=args.out,
         max_images=args.max_images,
         progress=not args.no_progress,
+        dataset_info=keypoint_info(args),
+        default_sigma=args.default_sigma,
     )
+
+
+def keypoint_info(args: argparse.Namespace):
+    """The ``--keypoints-from`` keypoint set, or ``None`` (the split's own)."""
+    if args.keypoints_from is None:
+        return None
+    from keras_pose.data.dataset_info import load_keypoint_info
+
+    return load_keypoint_info(args.keypoints_from)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     python recipes/export.py --format saved_model|litert|onnx|all
         [--model rsn18 | --keras FILE] [--weights FILE] [--input-size H W]
         [--quantize float16|int8] [--out DIR] [--name NAME --version N]
-        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip] [--keypoints-from ANN_FILE]
+        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip] [--keypoints-from FILE]
 
 Examples::
 
@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="model name (default: --model, or the model's name)")
     parser.add_argument("--version", type=positive_int, default=1, help="SavedModel version (default 1)")
     parser.add_argument("--no-flip", action="store_true", help="no flip test in predict_image")
-    parser.add_argument("--keypoints-from", metavar="ANN_FILE",
-                        help="COCO annotation file giving the left/right pairs (default COCO-17)")
+    parser.add_argument("--keypoints-from", metavar="FILE",
+                        help="keypoint info file (json: keypoints, flip_pairs, ...) or COCO "
+                             "annotation file giving the left/right pairs (default COCO-17)")
     return parser
 
 
@@ -115,9 +116,9 @@ def flip_indices(model, args: argparse.Namespace):
     if args.no_flip or not model.spec.flip_test:
         return False, None
     if args.keypoints_from:
-        from keras_pose.data.coco import read_dataset_info
+        from keras_pose.data.dataset_info import load_keypoint_info
 
-        return True, read_dataset_info(args.keypoints_from).flip_indices
+        return True, load_keypoint_info(args.keypoints_from).flip_indices
     if model.spec.num_keypoints != 17:
         print("warning: no --keypoints-from for a non-COCO model: predict_image without flip test",
               file=sys.stderr)

@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--keras", metavar="FILE", help="a saved .keras keras-pose model")
     parser.add_argument("--weights", metavar="FILE",
                         help="weights file (.weights.h5) to load into the model")
-    parser.add_argument("--keypoints-from", metavar="ANN_FILE",
-                        help="COCO annotation file whose keypoint category (names, skeleton, "
-                             "left/right pairs) the model predicts (default: COCO-17)")
+    parser.add_argument("--keypoints-from", metavar="FILE",
+                        help="keypoint info file (json: keypoints, flip_pairs, skeleton, "
+                             "sigmas) or COCO annotation file whose keypoint set the model "
+                             "predicts (default: COCO-17)")
     parser.add_argument("--out", default="out.png", help="PNG to write (default: out.png)")
     parser.add_argument("--no-flip", action="store_true",
                         help="skip the flip test (on by default when the family used it)")
@@ -93,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load_model(args)
     dataset_info = None
     if args.keypoints_from:
-        from keras_pose.data.coco import read_dataset_info
+        from keras_pose.data.dataset_info import load_keypoint_info
 
-        dataset_info = read_dataset_info(args.keypoints_from)
+        dataset_info = load_keypoint_info(args.keypoints_from)
     predictor = Predictor(model, dataset_info, flip_test=False if args.no_flip else None)
     poses = predictor(image, boxes)
     confident = predictor.confidences(poses)

@@ -46,6 +46,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     data.add_argument("--data-dir", help="COCO layout root (default: the synthetic set)")
     data.add_argument("--det-file", help="person detections (COCO results json) for the "
                                          "validation AP (default: ground-truth boxes)")
+    data.add_argument("--keypoints-from", metavar="FILE",
+                      help="keypoint info file (json: keypoints, flip_pairs, skeleton, sigmas) "
+                           "or COCO annotation file giving the keypoint set (default: the "
+                           "training annotations' category)")
+    data.add_argument("--default-sigma", type=positive_float,
+                      help="OKS sigma of every keypoint when the keypoint set has none "
+                           "(otherwise such a set is refused)")
     data.add_argument("--train-split", default="train2017")
     data.add_argument("--val-split", default="val2017")
     data.add_argument("--synthetic-train", type=positive_int, help="synthetic training images")
@@ -124,6 +131,8 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         data_dir=args.data_dir,
         det_file=args.det_file,
+        keypoints_from=args.keypoints_from,
+        default_sigma=args.default_sigma,
         train_split=args.train_split,
         val_split=args.val_split,
         num_train_images=args.synthetic_train,

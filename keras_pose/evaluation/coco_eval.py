@@ -106,7 +106,7 @@ def coco_keypoint_ap(
 
 def _sigmas(coco_gt, sigmas: Sequence[float] | None, num_keypoints: int) -> np.ndarray:
     if sigmas is None:
-        sigmas = read_dataset_info("", coco=coco_gt).sigmas
+        sigmas = read_dataset_info("", coco=coco_gt).oks_sigmas()
     sigmas = np.asarray(sigmas, dtype=np.float64).reshape(-1)
     if len(sigmas) != num_keypoints:
         raise ValueError(f"{len(sigmas)} OKS sigmas for the annotation file's "

@@ -170,6 +170,7 @@ def evaluate_coco(
     results_file: str | os.PathLike | None = None,
     max_images: int | None = None,
     progress: bool = True,
+    default_sigma: float | None = None,
 ) -> dict[str, Any]:
     """COCO keypoint AP of ``model`` on a COCO-format split.
 
@@ -191,6 +192,8 @@ def evaluate_coco(
         results_file: where the results json goes (default: a new temporary folder).
         max_images: evaluate only the first ``max_images`` images (by id) of the split.
         progress: show a Keras progress bar.
+        default_sigma: the OKS sigma of every keypoint when the keypoint set has none (by
+            default such a set is an error: AP depends on them).
 
     Returns:
         The ten COCO numbers (``"AP"`` ... ``"ARl"``), ``"table"`` (pycocotools' summary),
@@ -200,6 +203,7 @@ def evaluate_coco(
     """
     coco = load_coco(ann_file)
     info = dataset_info or read_dataset_info(ann_file, coco=coco)
+    sigmas = info.oks_sigmas(default_sigma)
     predictor, spec = _predictor_and_spec(model, info, flip_test, batch_size)
     _check_keypoints(info, spec, ann_file)
     nms = default_nms(spec.family) if nms == AUTO else nms
@@ -216,7 +220,7 @@ def evaluate_coco(
     start = time.perf_counter()
     results, skipped = [], []
     for group, poses in predict_groups(predictor, groups, progress, skipped):
-        results += image_results(group[0].image_id, group, poses, spec, info.sigmas, nms,
+        results += image_results(group[0].image_id, group, poses, spec, sigmas, nms,
                                  nms_threshold, keypoint_threshold)
     seconds = time.perf_counter() - start
 
@@ -224,7 +228,7 @@ def evaluate_coco(
         results_file = os.path.join(tempfile.mkdtemp(prefix="keras_pose_eval_"),
                                     RESULTS_FILE_NAME)
     path = write_results(results, results_file, info.num_keypoints, wanted)
-    metrics = coco_keypoint_ap(coco, path, sigmas=info.sigmas, image_ids=image_ids)
+    metrics = coco_keypoint_ap(coco, path, sigmas=sigmas, image_ids=image_ids)
     return {
         **metrics,
         "results_file": path,

@@ -94,6 +94,10 @@ class TrainConfig:
             ``synthetic_dir`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`
             (and :data:`MAIN_JOB_MODEL` to the main job's model).
         det_file: person detections for the validation AP (default: ground-truth boxes).
+        keypoints_from: a keypoint info file (or COCO annotation file) giving the keypoint
+            set's flip pairs, skeleton and OKS sigmas (default: the training annotations').
+        default_sigma: OKS sigma of every keypoint for a keypoint set without sigmas (an
+            error otherwise, at the start of the run).
         train_split, val_split: split names under ``data_dir``.
         num_train_images, num_val_images: size of the synthetic set.
         augment: ``None`` the family's original augmentation, ``False`` none, or a dict of
@@ -137,6 +141,8 @@ class TrainConfig:
 
     data_dir: str | None = None
     det_file: str | None = None
+    keypoints_from: str | None = None
+    default_sigma: float | None = None
     train_split: str = "train2017"
     val_split: str = "val2017"
     num_train_images: int | None = None
@@ -329,7 +335,8 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     paths = data_paths(config, None if is_chief(strategy) else worker_name(strategy))
     with strategy.scope():
         model, inputs = model_and_input(config, paths, strategy.num_replicas_in_sync)
-    check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images)
+    check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images,
+                            config.default_sigma)
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch is None:
         steps_per_epoch = inputs.steps_per_pass()
@@ -355,10 +362,10 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
 
 def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
     """The (uncompiled) model and its :class:`TrainingInput` from the training split."""
-    from keras_pose.data.coco import load_coco_records, read_dataset_info
+    from keras_pose.data.coco import load_coco_records
     from keras_pose.data.transforms import resolve_augment
 
-    info = read_dataset_info(paths.train_annotations)
+    info = run_dataset_info(config, paths)
     records = load_coco_records(paths.train_annotations, paths.train_images, info)
     model = build_run_model(config, info.num_keypoints)
     batch = config.batch_size
@@ -370,11 +377,29 @@ def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
     return model, inputs
 
 
-def check_validation_inputs(paths: DataPaths, info: Any, max_images: int | None) -> None:
-    """Read the validation annotations (and detections) and check that their images exist,
-    now rather than at the first evaluation, epochs later."""
+def run_dataset_info(config: TrainConfig, paths: DataPaths):
+    """The keypoint set: ``keypoints_from`` if given (checked against the training
+    annotations' keypoint count), else the training annotations'."""
+    from keras_pose.data.coco import read_dataset_info
+    from keras_pose.data.dataset_info import load_keypoint_info
+
+    info = read_dataset_info(paths.train_annotations)
+    if config.keypoints_from is None:
+        return info
+    given = load_keypoint_info(config.keypoints_from)
+    if given.num_keypoints != info.num_keypoints:
+        raise ValueError(f"{config.keypoints_from} describes {given.num_keypoints} keypoints, "
+                         f"{paths.train_annotations} has {info.num_keypoints}")
+    return given
+
+
+def check_validation_inputs(paths: DataPaths, info: Any, max_images: int | None,
+                            default_sigma: float | None = None) -> None:
+    """Read the validation annotations (and detections) and check that their images exist
+    and that the keypoint set has OKS sigmas, now rather than at the first evaluation."""
     from keras_pose.data.coco import load_coco, load_coco_records, load_detection_records
 
+    info.oks_sigmas(default_sigma)
     coco = load_coco(paths.val_annotations)
     wanted = set(sorted(coco.getImgIds())[:max_images])
     if paths.det_file is None:
@@ -434,7 +459,8 @@ def make_evaluate(run: Run) -> Callable[[Any], dict[str, Any]]:
         return evaluate_coco(model, paths.val_annotations, paths.val_images,
                              det_file=paths.det_file, batch_size=config.eval_batch_size,
                              max_images=config.eval_max_images, results_file=results,
-                             progress=False)
+                             progress=False, dataset_info=run.inputs.dataset_info,
+                             default_sigma=config.default_sigma)
 
     return evaluate
 
