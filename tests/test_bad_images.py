@@ -89,3 +89,46 @@ def test_prediction_of_an_unreadable_image_is_an_error_naming_it(tmp_path, tiny_
     path.write_bytes(b"")
     with pytest.raises(BadImageError, match="empty image file.*photo.jpg"):
         Predictor(tiny_model)(str(path), np.array([[0, 0, 10, 20]]))
+
+
+# -- boxes and results that would otherwise be silent garbage ---------------------------------
+
+
+def test_nan_and_huge_boxes_are_counted_skips_or_clipped(tmp_path, layout, caplog):
+    import json
+
+    from keras_pose.data.coco import load_coco_records
+
+    val = layout["val2017"]
+    data = json.load(open(val["annotation_file"]))
+    first = data["annotations"][0]
+    first["bbox"] = [float("nan"), 5, 40, 70]
+    second = data["annotations"][1]
+    second["bbox"] = [10, 10, 1e12, float("inf")]
+    third = data["annotations"][2]
+    third["bbox"] = [10, 12, 1e12, 1e12]  # no image size in the file: read from the image
+    for image in data["images"]:
+        if image["id"] == third["image_id"]:
+            height, width = image.pop("height"), image.pop("width")
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))  # (json writes NaN and Infinity, as users' tools do)
+    with caplog.at_level(logging.WARNING):
+        records = load_coco_records(str(path), val["image_dir"])
+    assert [r.annotation_id for r in records if r.annotation_id in (first["id"], second["id"])] == []
+    assert "2 non-finite box" in caplog.text
+    clipped = next(r for r in records if r.annotation_id == third["id"])
+    assert clipped.box.tolist() == [10, 12, width - 10, height - 12]
+    assert clipped.image_size == (height, width)
+
+
+def test_results_with_another_category_id_are_refused_not_scored_zero(layout):
+    from keras_pose.evaluation import ResultsError, coco_keypoint_ap
+
+    val = layout["val2017"]
+    import json
+
+    annotation = json.load(open(val["annotation_file"]))["annotations"][0]
+    result = {"image_id": annotation["image_id"], "category_id": 2,
+              "keypoints": annotation["keypoints"], "score": 1.0}
+    with pytest.raises(ResultsError, match="category_id: 2 is not one of \\[1\\]"):
+        coco_keypoint_ap(val["annotation_file"], [result])

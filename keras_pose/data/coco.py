@@ -2,8 +2,9 @@
 
 Ground truth (:func:`load_coco_records`) follows the originals' filtering: crowd instances and
 instances with no labelled keypoint (``num_keypoints == 0``) are dropped. Boxes are clipped to
-the image (HRNet/MSPN ``clean_bbox``); a box of zero area, or one lying entirely outside its
-image, is skipped and counted, with one warning per file giving the counts.
+the image (HRNet/MSPN ``clean_bbox``; an image without ``height``/``width`` in the file is
+measured from its file); a box of zero area, with a NaN or infinite value, or lying entirely
+outside its image, is skipped and counted, with one warning per file giving the counts.
 
 Every problem that would otherwise surface mid-epoch is raised here, at load time: a missing
 image file, a keypoint list of the wrong length (naming the annotation id and the file), and, with
@@ -15,8 +16,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
+import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -170,18 +173,20 @@ def _annotation_record(
     if int(np.count_nonzero(keypoints[:, 2] > 0)) < max(min_keypoints, 1):
         return "no labelled keypoints" if min_keypoints <= 1 else f"< {min_keypoints} keypoints"
     image = _image_entry(coco, ann["image_id"], ann_file)
-    box = _clean_box(ann.get("bbox"), image)
+    path = os.path.join(os.fspath(image_dir), image["file_name"])
+    size = _image_size(image, path)
+    box = _clean_box(ann.get("bbox"), size)
     if isinstance(box, str):
         return box
     return PersonRecord(
-        image_path=os.path.join(os.fspath(image_dir), image["file_name"]),
+        image_path=path,
         image_id=int(ann["image_id"]),
         annotation_id=int(ann["id"]),
         box=box,
         keypoints=keypoints,
         area=float(ann.get("area", box[2] * box[3])),
         score=1.0,
-        image_size=_image_size(image),
+        image_size=size,
     )
 
 
@@ -204,21 +209,35 @@ def _image_entry(coco, image_id: int, source) -> Mapping[str, Any]:
                          "file's 'images'") from None
 
 
-def _image_size(image: Mapping[str, Any]) -> tuple[int, int] | None:
+def _image_size(image: Mapping[str, Any], path: str | None = None) -> tuple[int, int] | None:
+    """``(height, width)`` from the annotation file, else read from the image file (so that
+    its boxes can be clipped); ``None`` if neither is available."""
     if "height" in image and "width" in image:
         return int(image["height"]), int(image["width"])
-    return None
+    return None if path is None else _size_from_file(path)
 
 
-def _clean_box(bbox: Sequence[float] | None, image: Mapping[str, Any]) -> np.ndarray | str:
-    """The box clipped to the image (as HRNet/MSPN do), or why it is unusable."""
+@functools.lru_cache(maxsize=4096)
+def _size_from_file(path: str) -> tuple[int, int] | None:
+    try:
+        return read_image(path).shape[:2]
+    except (OSError, BadImageError):
+        return None  # (a missing file is reported by check_image_files, a bad one skipped)
+
+
+def _clean_box(bbox: Sequence[float] | None, size: tuple[int, int] | None) -> np.ndarray | str:
+    """The box clipped to the image of ``size`` (as HRNet/MSPN do), or why it is unusable."""
     if bbox is None or len(bbox) != 4:
         return "missing box"
-    x, y, w, h = (float(v) for v in bbox)
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return "non-numeric box"
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return "non-finite box"
     if not (w > 0 and h > 0):
         return "zero-area box"
     x1, y1, x2, y2 = x, y, x + w, y + h
-    size = _image_size(image)
     if size is not None:
         height, width = size
         x1, y1 = max(x1, 0.0), max(y1, 0.0)
@@ -267,20 +286,22 @@ def load_detection_records(
             skipped["below the score threshold"] += 1
             continue
         image = _image_entry(coco, det.get("image_id"), det_file)
-        box = _clean_box(det.get("bbox"), image)
+        path = os.path.join(os.fspath(image_dir), image["file_name"])
+        size = _image_size(image, path)
+        box = _clean_box(det.get("bbox"), size)
         if isinstance(box, str):
             skipped[box] += 1
             continue
         records.append(
             PersonRecord(
-                image_path=os.path.join(os.fspath(image_dir), image["file_name"]),
+                image_path=path,
                 image_id=int(det["image_id"]),
                 annotation_id=-1,
                 box=box,
                 keypoints=np.zeros((dataset_info.num_keypoints, 3), np.float32),
                 area=float(box[2] * box[3]),
                 score=score,
-                image_size=_image_size(image),
+                image_size=size,
             )
         )
     _warn_skipped(det_file, skipped, len(records))

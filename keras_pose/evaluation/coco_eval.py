@@ -79,10 +79,11 @@ def coco_keypoint_ap(
     category = keypoint_category(coco_gt, source)
     num_keypoints = len(category["keypoints"])
     known_images = set(coco_gt.getImgIds())
+    categories = [category["id"]]  # (another category_id would score AP 0 without a word)
     if isinstance(results, (str, os.PathLike)):
-        results = load_results(results, num_keypoints, known_images)
+        results = load_results(results, num_keypoints, known_images, categories)
     else:
-        validate_results(results, num_keypoints, known_images)
+        validate_results(results, num_keypoints, known_images, categories)
     sigmas = _sigmas(coco_gt, sigmas, num_keypoints)
 
     evaluator = COCOeval(coco_gt, _detections_coco(coco_gt, results), iouType="keypoints")

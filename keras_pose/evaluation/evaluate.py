@@ -26,7 +26,9 @@ import numpy as np
 
 from keras_pose.data.coco import (
     BadImageError,
+    PERSON_CATEGORY_ID,
     PersonRecord,
+    keypoint_category,
     load_coco,
     load_coco_records,
     load_detection_records,
@@ -76,6 +78,7 @@ def image_results(
     nms: str,
     nms_threshold: float,
     keypoint_threshold: float | None,
+    category_id: int = PERSON_CATEGORY_ID,
 ) -> list[dict[str, Any]]:
     """Results entries of one image: rescore its ``poses (N, K, 3)``, then NMS them."""
     poses = np.asarray(poses, dtype=np.float64)
@@ -85,7 +88,7 @@ def image_results(
     scores = instance_scores([r.score for r in records], poses[..., 2], keypoint_threshold)
     areas = crop_areas(np.stack([r.box for r in records]), spec)
     keep, scores = suppress(nms, poses, scores, areas, sigmas, nms_threshold)
-    return make_results([image_id] * len(keep), poses[keep], scores)
+    return make_results([image_id] * len(keep), poses[keep], scores, category_id)
 
 
 def group_by_image(records: Iterable[PersonRecord]) -> list[list[PersonRecord]]:
@@ -129,11 +132,11 @@ def predict_groups(
         yield readable.popleft(), np.asarray(poses)
 
 
-def _records(ann_file, image_dir, det_file, dataset_info, det_score_threshold):
+def _records(coco, ann_file, image_dir, det_file, dataset_info, det_score_threshold):
     if det_file is None:
-        return load_coco_records(ann_file, image_dir, dataset_info)
+        return load_coco_records(ann_file, image_dir, dataset_info, coco=coco)
     return load_detection_records(det_file, ann_file, image_dir, det_score_threshold,
-                                  dataset_info)
+                                  dataset_info, coco=coco)
 
 
 def _predictor_and_spec(model: Any, dataset_info, flip_test, batch_size):
@@ -202,6 +205,7 @@ def evaluate_coco(
         that did not read: skipped with a warning, their people count as missed).
     """
     coco = load_coco(ann_file)
+    category = keypoint_category(coco, ann_file)
     info = dataset_info or read_dataset_info(ann_file, coco=coco)
     sigmas = info.oks_sigmas(default_sigma)
     predictor, spec = _predictor_and_spec(model, info, flip_test, batch_size)
@@ -212,16 +216,18 @@ def evaluate_coco(
     if keypoint_threshold == AUTO:
         keypoint_threshold = default_keypoint_threshold(spec.family)
 
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 (or None for all), got {max_images}")
     image_ids = sorted(coco.getImgIds())[:max_images]
     wanted = set(image_ids)
-    records = [r for r in _records(ann_file, image_dir, det_file, info, det_score_threshold)
-               if r.image_id in wanted]
+    records = [r for r in _records(coco, ann_file, image_dir, det_file, info,
+                                   det_score_threshold) if r.image_id in wanted]
     groups = group_by_image(records)
     start = time.perf_counter()
     results, skipped = [], []
     for group, poses in predict_groups(predictor, groups, progress, skipped):
         results += image_results(group[0].image_id, group, poses, spec, sigmas, nms,
-                                 nms_threshold, keypoint_threshold)
+                                 nms_threshold, keypoint_threshold, category["id"])
     seconds = time.perf_counter() - start
 
     if results_file is None:

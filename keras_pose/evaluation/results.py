@@ -176,8 +176,9 @@ def load_results(
     path: str | os.PathLike,
     num_keypoints: int,
     image_ids: Collection[int] | None = None,
+    category_ids: Collection[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read and validate a keypoint results json file."""
+    """Read and validate a keypoint results json file (errors name the file)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"results file not found: {path}")
@@ -187,7 +188,7 @@ def load_results(
         except json.JSONDecodeError as error:
             raise ResultsError(f"{path}: not valid json ({error})") from None
     try:
-        validate_results(results, num_keypoints, image_ids)
+        validate_results(results, num_keypoints, image_ids, category_ids)
     except ResultsError as error:
         raise ResultsError(f"{path}: {error}") from None
     return results
