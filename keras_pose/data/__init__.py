@@ -12,7 +12,7 @@ from keras_pose.data.coco import (
     read_dataset_info,
     read_image,
 )
-from keras_pose.data.dataset_info import COCO17, DatasetInfo
+from keras_pose.data.dataset_info import COCO17, DatasetInfo, load_keypoint_info
 from keras_pose.data.targets import make_targets
 from keras_pose.data.transforms import (
     AugmentConfig,
@@ -50,6 +50,7 @@ __all__ = [
     "invert_matrix",
     "load_coco_records",
     "load_detection_records",
+    "load_keypoint_info",
     "make_targets",
     "read_dataset_info",
     "read_image",

@@ -1,6 +1,9 @@
-"""Small utilities: FLOPs counting, atomic file writes (:mod:`keras_pose.utils.atomic`)."""
+"""Small utilities: atomic file writes (:mod:`keras_pose.utils.atomic`), json files that name
+themselves in errors (:mod:`keras_pose.utils.files`), recipe flag checks
+(:mod:`keras_pose.utils.cli`) and FLOPs counting."""
 
 from keras_pose.utils.atomic import atomic_path, save_atomic, write_json, write_text
+from keras_pose.utils.files import read_json
 from keras_pose.utils.flops import flops
 
-__all__ = ["atomic_path", "flops", "save_atomic", "write_json", "write_text"]
+__all__ = ["atomic_path", "flops", "read_json", "save_atomic", "write_json", "write_text"]
