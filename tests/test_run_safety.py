@@ -200,3 +200,25 @@ def test_resume_with_another_model_names_the_problem(tmp_path, data_dir):
     trainer.train(tiny_config(data_dir, out, epochs=1))
     with pytest.raises(ValueError, match="from another model.*tiny 32x24"):
         trainer.train(tiny_config(data_dir, out, resume=True, input_size=(40, 32), epochs=2))
+
+
+def test_a_failing_evaluation_never_costs_the_epochs_backup(tmp_path, data_dir, monkeypatch):
+    out = tmp_path / "run"
+
+    def failing_evaluate(run):
+        def evaluate(model):
+            raise RuntimeError("the evaluation crashed")
+
+        return evaluate
+
+    monkeypatch.setattr(trainer, "make_evaluate", failing_evaluate)
+    with pytest.raises(RuntimeError, match="evaluation crashed"):
+        trainer.train(tiny_config(data_dir, out, backup_every=0, eval_every=1))
+    state = checkpoints.load_state(out)
+    assert state.global_step == 2  # the epoch-end backup came before the evaluation
+    assert not (out / "run.lock").exists()
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path):
+    with pytest.raises(run_folder.RunFolderError, match="give one of them"):
+        run_folder.claim_run_folder(str(tmp_path), resume=True, overwrite=True)
