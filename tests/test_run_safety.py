@@ -222,3 +222,14 @@ def test_a_failing_evaluation_never_costs_the_epochs_backup(tmp_path, data_dir, 
 def test_resume_and_overwrite_together_are_refused(tmp_path):
     with pytest.raises(run_folder.RunFolderError, match="give one of them"):
         run_folder.claim_run_folder(str(tmp_path), resume=True, overwrite=True)
+
+
+def test_a_run_without_out_gets_its_own_folder_and_the_latest_pointer(tmp_path, data_dir,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary = trainer.train(tiny_config(data_dir, None, epochs=1))
+    folder = os.path.dirname(summary["artifacts"]["model"])
+    assert os.path.dirname(folder) == os.path.join("work_dirs", "tiny")
+    assert os.path.realpath(tmp_path / "work_dirs" / "tiny" / "latest") == os.path.realpath(folder)
+    again = trainer.train(tiny_config(data_dir, None, epochs=1))  # no clash, no refusal
+    assert os.path.dirname(again["artifacts"]["model"]) != folder

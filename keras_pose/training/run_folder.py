@@ -66,6 +66,13 @@ def point_latest(folder: str) -> None:
         logger.warning("could not point %s at %s: %s", os.path.join(parent, LATEST), name, error)
 
 
+def point_latest_if_default(folder: str, model: str, root: str = WORK_DIRS) -> None:
+    """:func:`point_latest` for a run in ``<root>/<model>/`` (not for a user's own ``--out``)."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    if parent == os.path.abspath(os.path.join(root, model)):
+        point_latest(folder)
+
+
 def run_markers(folder: str) -> list[str]:
     """The products of a run found in ``folder`` (empty: no run there)."""
     return [name for name in RUN_MARKERS if os.path.lexists(os.path.join(folder, name))]

@@ -319,9 +319,8 @@ def prepare(config: TrainConfig) -> Run:
             lock.release()
         raise
     run.lock = lock
-    if lock is not None and os.path.dirname(os.path.abspath(config.out_dir)) == os.path.abspath(
-            os.path.join(run_folder.WORK_DIRS, config.model)):
-        run_folder.point_latest(config.out_dir)
+    if lock is not None:
+        run_folder.point_latest_if_default(config.out_dir, config.model)
     return run
 
 
