@@ -23,7 +23,8 @@ def data_dir(tmp_path_factory):
 
 def tiny_config(data_dir, out, **overrides):
     settings = dict(model="tiny", input_size=(32, 24), model_kwargs={"width": 4},
-                    data_dir=str(data_dir), out_dir=str(out), augment=False, epochs=2,
+                    data_dir=str(data_dir), out_dir=None if out is None else str(out),
+                    augment=False, epochs=2,
                     steps_per_epoch=2, batch_size=2, learning_rate=1e-3, backup_every=1,
                     eval_every=0, tensorboard=False, export=False, draw=False, verbose=0)
     settings.update(overrides)
