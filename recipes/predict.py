@@ -78,10 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
 
+    from keras_pose.data.coco import BadImageError
     from keras_pose.inference import Predictor, draw_skeleton, save_png
     from keras_pose.inference.predictor import load_image
-
-    from keras_pose.data.coco import BadImageError
 
     check_files_exist({"image": args.image, "--keras": args.keras, "--weights": args.weights,
                        "--keypoints-from": args.keypoints_from})

@@ -20,7 +20,6 @@ augmentation and the flip test would then swap nothing for it. Without sigmas, `
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re

@@ -25,8 +25,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from keras_pose.data.coco import (
-    BadImageError,
     PERSON_CATEGORY_ID,
+    BadImageError,
     PersonRecord,
     keypoint_category,
     load_coco,

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from keras_pose.export._archive import write_saved_model
-from keras_pose.utils.atomic import atomic_path
 from keras_pose.export._model import (
     KEYPOINTS,
     SCORES,
@@ -33,6 +32,7 @@ from keras_pose.export.parity import (
     require,
 )
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.utils.atomic import atomic_path
 
 QUANTIZE_MODES = (None, "float16", "int8")
 SIGNATURE = "serving_default"

@@ -10,7 +10,6 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from keras_pose.utils.atomic import atomic_path
 from keras_pose.export._model import (
     crop_signature,
     heatmap_model,
@@ -20,6 +19,7 @@ from keras_pose.export._model import (
 )
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import PoseModel
+from keras_pose.utils.atomic import atomic_path
 
 BATCH = "batch"
 DEFAULT_OPSET = 17

@@ -21,7 +21,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from keras_pose.export._archive import write_saved_model
-from keras_pose.utils.atomic import atomic_path
 from keras_pose.export._model import (
     KEYPOINTS,
     SCORES,
@@ -32,6 +31,7 @@ from keras_pose.export._model import (
 )
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.utils.atomic import atomic_path
 
 CROPS_SIGNATURE = "serving_default"
 IMAGE_SIGNATURE = "predict_image"
@@ -171,7 +171,6 @@ class ServingGraph:
     def check_crops(self, image):
         """``image``, after in-graph checks that it is ``(N, H, W, 3)`` crops of the model's
         input size (TF Serving feeds tensors without checking the signature's shape)."""
-        import tensorflow as tf
 
         h, w = self.spec.input_size
         ok = _has_shape(image, [None, h, w, 3])
