@@ -171,7 +171,6 @@ class ServingGraph:
     def check_crops(self, image):
         """``image``, after in-graph checks that it is ``(N, H, W, 3)`` crops of the model's
         input size (TF Serving feeds tensors without checking the signature's shape)."""
-
         h, w = self.spec.input_size
         ok = _has_shape(image, [None, h, w, 3])
         message = (f"{CROPS_SIGNATURE} input '{IMAGE_INPUT}' must be (N, {h}, {w}, 3) float "
