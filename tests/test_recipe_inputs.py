@@ -108,3 +108,14 @@ def test_score_threshold_filters_an_empty_box_of_a_megvii_model(tmp_path, tiny_k
     assert load_recipe("predict").main([str(path), "--keras", str(empty), "--out", str(out)]) == 0
     assert np.array_equal(cv2.imread(str(out)), blank)  # no skeleton drawn
     assert "confidence=" in capsys.readouterr().out
+
+
+def test_train_recipe_refuses_a_folder_holding_another_run(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "model.keras").write_bytes(b"the user's trained model")
+    with pytest.raises(SystemExit, match="holds another run.*--resume.*--overwrite"):
+        load_recipe("train_coco").main(["--model", "tiny", "--data-dir", str(tmp_path),
+                                        "--out", str(out)])
+    assert (out / "model.keras").read_bytes() == b"the user's trained model"
+    assert sorted(os.listdir(out)) == ["checkpoints", "model.keras"]  # not even a lock left
