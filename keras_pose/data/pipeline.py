@@ -21,49 +21,22 @@ import os
 import threading
 from typing import Any, Sequence
 
-import cv2
-import numpy as np
 import tensorflow as tf
 
 from keras_pose.data.coco import (
-    BadImageError,
     PersonRecord,
     load_coco,
     load_coco_records,
     load_detection_records,
     read_dataset_info,
-    read_image,
 )
 from keras_pose.data.dataset_info import DatasetInfo
-from keras_pose.data.targets import make_batch_targets, target_groups, target_shapes
-from keras_pose.data.transforms import (
-    AugmentConfig,
-    apply_crop,
-    border_value_for,
-    box_to_center_size,
-    draw_crops,
-    eval_crop,
-    jitter_colors,
-    resolve_augment,
-)
+from keras_pose.data.samples import META_FIELDS, SampleMaker
+from keras_pose.data.transforms import AugmentConfig, resolve_augment
+from keras_pose.data.workers import WorkerPool, default_workers
 from keras_pose.spec import PoseSpec
 
 logger = logging.getLogger(__name__)
-
-# name -> (dtype, per-sample shape) of the evaluation metadata; see build_dataset.
-META_FIELDS = {
-    "image_id": (np.int64, ()),
-    "annotation_id": (np.int64, ()),
-    "record_index": (np.int64, ()),
-    "box": (np.float64, (4,)),
-    "center": (np.float64, (2,)),
-    "size": (np.float64, (2,)),
-    "area": (np.float64, ()),
-    "score": (np.float32, ()),
-    "matrix": (np.float64, (2, 3)),
-    "flipped": (np.bool_, ()),
-}
-
 
 class SkippedImages:
     """Thread-safe record of image files skipped at run time (logged once per file)."""
@@ -105,6 +78,7 @@ def build_dataset(
     shard: tuple[int, int] | None = None,
     score_threshold: float = 0.0,
     verify_images: bool = False,
+    workers: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of crops for a pose model, from a COCO-format keypoint file and image folder.
 
@@ -153,6 +127,9 @@ def build_dataset(
         score_threshold: minimum detector score with ``det_file``.
         verify_images: decode every image at load time and raise on a corrupt one, instead of
             skipping it at run time.
+        workers: processes that make the samples (:mod:`keras_pose.data.workers`); default:
+            one per CPU this process may use. ``0`` makes them in this process through
+            ``tf.numpy_function`` (the GIL then caps it near one core).
     """
     spec = spec_of(model_or_spec)
     coco = load_coco(ann_file)
@@ -184,6 +161,7 @@ def build_dataset(
         return_meta=return_meta,
         drop_remainder=training if drop_remainder is None else drop_remainder,
         shard=shard,
+        workers=workers,
     )
 
 
@@ -210,6 +188,7 @@ def dataset_from_records(
     return_meta: bool = False,
     drop_remainder: bool = False,
     shard: tuple[int, int] | None = None,
+    workers: int | None = None,
 ) -> tf.data.Dataset:
     """:func:`build_dataset` from already loaded records (same element structure)."""
     if dataset_info.num_keypoints != spec.num_keypoints:
@@ -232,31 +211,37 @@ def dataset_from_records(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return batches_from_index_stream(
         maker, tf.data.Dataset.zip((indices, seeds)), batch_size, deterministic,
-        drop_remainder, auto_shard=shard is None,
+        drop_remainder, auto_shard=shard is None, workers=workers,
     )
 
 
 def batches_from_index_stream(
-    maker: "SampleMaker",
+    maker: SampleMaker,
     stream: tf.data.Dataset,
     batch_size: int,
     deterministic: bool = True,
     drop_remainder: bool = False,
     auto_shard: bool = True,
+    workers: int | None = None,
 ) -> tf.data.Dataset:
     """Decode, crop and batch a dataset of ``(record index, seed)`` int64 pairs.
 
     The tail of :func:`dataset_from_records`, for callers that choose the visiting order
     themselves (:mod:`keras_pose.training` visits records in a resumable order and skips the
     already-seen ones here, before anything is decoded). ``auto_shard=False`` turns the
-    dataset's auto-sharding off (the stream is already one worker's share).
+    dataset's auto-sharding off (the stream is already one worker's share). ``workers``: see
+    :func:`build_dataset`; both ways yield the same batches.
     """
-    dataset = stream.map(
-        maker.tf_call, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
-    )
-    dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(maker.structure, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if maker.on_skip is None:
+        maker.on_skip = SKIPPED_IMAGES.add
+    if workers == 0:
+        dataset = _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder)
+    else:
+        dataset = _worker_batches(maker, stream, batch_size, deterministic, drop_remainder,
+                                  WorkerPool(maker.init_args(), workers, SKIPPED_IMAGES.add))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
@@ -266,130 +251,72 @@ def batches_from_index_stream(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-class SampleMaker:
-    """Turns ``(record index, seed)`` into the crops, targets and metadata of one record."""
+def _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder):
+    """One ``numpy_function`` per record, unbatch/batch, then one per batch for the targets
+    (so the heatmaps never pass through unbatch/batch)."""
+    dataset = stream.map(
+        lambda index, seed: _numpy_call(maker, [index, seed], maker.signature(), "load_crops"),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
+    )
+    dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
 
-    def __init__(
-        self,
-        spec: PoseSpec,
-        records: Sequence[PersonRecord],
-        dataset_info: DatasetInfo,
-        augment: AugmentConfig | None,
-        return_meta: bool,
-    ) -> None:
-        self.spec = spec
-        self.records = list(records)
-        self.flip_indices = dataset_info.flip_indices
-        self.augment = augment
-        self.return_meta = return_meta
-        self.border_value = augment.border_value if augment else border_value_for(spec)
-        self.target_shapes = target_shapes(spec)
-        self.target_groups = target_groups(spec)
+    def structure(images, *rest):
+        if maker.return_meta:
+            return _images(images), dict(zip(META_FIELDS, rest))
+        arrays = _numpy_call(maker.batch_targets, [rest[0]], maker.chunk_signature()[2:],
+                             "encode_targets")
+        return _images(images), *_targets_and_weights(maker, arrays, images.shape[0])
 
-    # -- numpy side ---------------------------------------------------------------------------
+    return dataset.map(structure, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
 
-    def __call__(self, index: int, seed: int) -> list[np.ndarray]:
-        index = int(index)
-        record = self.records[index]
-        try:
-            image = read_image(record.image_path)
-        except (BadImageError, OSError) as error:
-            SKIPPED_IMAGES.add(record.image_path, str(error))
-            return self._empty()
-        rng = np.random.default_rng(int(seed) % (1 << 63))
-        if self.augment is None:
-            draws = [eval_crop(record.box, self.spec)]
-        else:
-            draws = draw_crops(record.box, record.keypoints, image.shape[1], self.spec,
-                               self.augment, rng)
-        samples = [self._sample(image, index, draw, rng) for draw in draws]
-        if len(samples) == 1:  # a view, not a copy
-            return [part[None] for part in samples[0]]
-        return [np.stack(parts) for parts in zip(*samples)]
 
-    def _sample(self, image, index, draw, rng) -> list[np.ndarray]:
-        record = self.records[index]
-        crop, keypoints = apply_crop(image, record.keypoints, draw, self.spec,
-                                     self.flip_indices, self.border_value)
-        if self.augment is not None and self.augment.color_jitter > 0:
-            crop = jitter_colors(crop, self.augment.color_jitter, rng)
-        if self.spec.channel_order == "RGB":
-            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        parts = [crop]
-        if self.return_meta:
-            return parts + self._meta(index, draw)
-        return parts + [keypoints.astype(np.float32)]
+def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, pool):
+    """Chunks of records (about one batch each) made by the worker processes, targets
+    included, then cut into batches exactly as unbatch/batch would."""
+    copies = maker.augment.copies if maker.augment is not None else 1
+    records_per_task = max(1, -(-batch_size // copies))
 
-    def _meta(self, index: int, draw) -> list[np.ndarray]:
-        record = self.records[index]
-        aspect = self.spec.input_size[1] / self.spec.input_size[0]
-        center, size = box_to_center_size(record.box, aspect, self.spec.box_extension)
-        values = {
-            "image_id": record.image_id,
-            "annotation_id": record.annotation_id,
-            "record_index": index,
-            "box": record.box,
-            "center": center,
-            "size": size,
-            "area": size[0] * size[1],
-            "score": record.score,
-            "matrix": draw.matrix,
-            "flipped": draw.flipped,
-        }
-        return [np.asarray(values[k], dtype=dt) for k, (dt, _) in META_FIELDS.items()]
+    def run(indices, seeds):
+        return pool.run(indices, seeds)
 
-    def _empty(self) -> list[np.ndarray]:
-        return [np.zeros((0, *shape), dtype) for dtype, shape in self._signature()]
+    dataset = stream.batch(records_per_task).map(
+        lambda indices, seeds: _numpy_call(run, [indices, seeds], maker.chunk_signature(),
+                                           "make_samples"),
+        num_parallel_calls=pool.num_workers, deterministic=deterministic,
+    )
+    dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    # -- TF side ------------------------------------------------------------------------------
+    def structure(images, *rest):
+        if maker.return_meta:
+            return _images(images), dict(zip(META_FIELDS, rest))
+        return _images(images), *_targets_and_weights(maker, rest[1:], images.shape[0])
 
-    def _signature(self) -> list[tuple[Any, tuple[int, ...]]]:
-        """(dtype, per-sample shape) of every array :meth:`__call__` returns, in order."""
-        signature = [(np.uint8, (*self.spec.input_size, 3))]
-        if self.return_meta:
-            return signature + list(META_FIELDS.values())
-        return signature + [(np.float32, (self.spec.num_keypoints, 3))]
+    return dataset.map(structure, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
 
-    def batch_targets(self, keypoints: np.ndarray) -> list[np.ndarray]:
-        """``(N, K, 3)`` crop keypoints -> one target array per target group, then the weights
-        of every output (the numpy side of :meth:`tf_targets`)."""
-        targets, weights = make_batch_targets(self.spec, keypoints)
-        return [targets[group.names[0]] for group in self.target_groups] + [
-            weights[name] for name in self.spec.output_names
-        ]
 
-    def tf_call(self, index: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        signature = self._signature()
-        outputs = tf.numpy_function(
-            self.__call__, [index, seed], [tf.as_dtype(dt) for dt, _ in signature],
-            stateful=False, name="load_crops",
-        )
-        for tensor, (_, shape) in zip(outputs, signature):
-            tensor.set_shape((None, *shape))
-        return tuple(outputs)
+def _numpy_call(func, inputs, signature, name) -> tuple[tf.Tensor, ...]:
+    """``tf.numpy_function`` with the per-sample shapes of ``signature`` set (batch unknown)."""
+    outputs = tf.numpy_function(func, inputs, [tf.as_dtype(dt) for dt, _ in signature],
+                                stateful=False, name=name)
+    for tensor, (_, shape) in zip(outputs, signature):
+        tensor.set_shape((None, *shape))
+    return tuple(outputs)
 
-    def tf_targets(self, keypoints: tf.Tensor) -> tuple[dict, dict]:
-        """Targets and weights ``{output name: tensor}`` of a batch of crop keypoints; outputs
-        of one target group share a tensor."""
-        names = self.spec.output_names
-        outputs = tf.numpy_function(
-            self.batch_targets, [keypoints], [tf.float32] * (len(self.target_groups) + len(names)),
-            stateful=False, name="encode_targets",
-        )
-        batch = keypoints.shape[0]
-        by_name = {}
-        for tensor, group in zip(outputs, self.target_groups):
-            tensor.set_shape((batch, *self.target_shapes[group.names[0]]))
-            by_name.update(dict.fromkeys(group.names, tensor))
-        weights = outputs[len(self.target_groups):]
-        for tensor in weights:
-            tensor.set_shape((batch, self.spec.num_keypoints))
-        return {name: by_name[name] for name in names}, dict(zip(names, weights))
 
-    def structure(self, *tensors: tf.Tensor):
-        """Flat batched tensors -> ``(images, targets, weights)`` or ``(images, meta)``."""
-        images = tf.cast(tensors[0], tf.float32)
-        if self.return_meta:
-            return images, dict(zip(META_FIELDS, tensors[1:]))
-        targets, weights = self.tf_targets(tensors[1])
-        return images, targets, weights
+def _images(images: tf.Tensor) -> tf.Tensor:
+    return tf.cast(images, tf.float32)
+
+
+def _targets_and_weights(maker: SampleMaker, arrays, batch: int | None) -> tuple[dict, dict]:
+    """Per-group targets then per-output weights -> ``{output name: tensor}`` dicts; outputs
+    of one target group share a tensor."""
+    names = maker.spec.output_names
+    groups = maker.target_groups
+    for tensor in arrays:
+        tensor.set_shape((batch, *tensor.shape[1:]))
+    by_name = {}
+    for tensor, group in zip(arrays, groups):
+        by_name.update(dict.fromkeys(group.names, tensor))
+    return {name: by_name[name] for name in names}, dict(zip(names, arrays[len(groups):]))

@@ -1,0 +1,218 @@
+"""Worker processes that make samples outside the main process (and outside its GIL).
+
+A :class:`WorkerPool` starts ``N`` plain Python processes that import only numpy, OpenCV and
+the TensorFlow-free part of :mod:`keras_pose.data` (the package's ``__init__``, which imports
+Keras, is bypassed). Each receives the :class:`~keras_pose.data.samples.SampleMaker`'s
+arguments once, then answers tasks — a chunk of ``(record index, seed)`` pairs — with the
+arrays of :meth:`SampleMaker.chunk`, sent as raw bytes over a pipe (one copy on each side, no
+pickling of pixels).
+
+Lifetime: the processes start on the first task and stop on :meth:`WorkerPool.close`, when the
+pool is garbage-collected, at interpreter exit, or by themselves when the parent dies (their
+task pipe reaches end-of-file). A worker that dies makes the task it held fail with an error
+naming the worker and the image files of that task.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+import weakref
+from multiprocessing.connection import Connection
+from typing import Callable, Sequence
+
+import numpy as np
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Runs in the worker: a stand-in for the top-level package, so that importing
+# keras_pose.data.* does not execute keras_pose/__init__.py (Keras, TensorFlow).
+_BOOTSTRAP = """
+import os, sys, types
+parent, task_fd, result_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+package = types.ModuleType("keras_pose")
+package.__path__ = [os.path.join(parent, "keras_pose")]
+sys.modules["keras_pose"] = package
+from keras_pose.data.workers import serve
+serve(task_fd, result_fd)
+"""
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (``taskset`` / cgroup affinity respected)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class WorkerDiedError(RuntimeError):
+    """A data worker process exited while it held a task."""
+
+
+class WorkerPool:
+    """``num_workers`` processes running :meth:`SampleMaker.chunk` on ``maker_args``.
+
+    Args:
+        maker_args: :meth:`SampleMaker.init_args` of the maker to replicate.
+        num_workers: processes to start (on the first :meth:`run`).
+        on_skip: called in this process with ``(path, reason)`` for every image a worker
+            could not decode.
+    """
+
+    def __init__(self, maker_args: tuple, num_workers: int,
+                 on_skip: Callable[[str, str], None] | None = None) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.num_workers = num_workers
+        self.on_skip = on_skip
+        self._init_message = pickle.dumps(maker_args, protocol=pickle.HIGHEST_PROTOCOL)
+        self._records = maker_args[1]
+        self._idle: queue.Queue = queue.Queue()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def start(self) -> None:
+        """Start the processes now (otherwise the first :meth:`run` does)."""
+        with self._lock:
+            if self._workers:
+                return
+            for _ in range(self.num_workers):
+                worker = _Worker.spawn(self._init_message)
+                self._workers.append(worker)
+                self._idle.put(worker)
+
+    def run(self, indices: Sequence[int], seeds: Sequence[int]) -> list[np.ndarray]:
+        """The arrays of ``SampleMaker.chunk(indices, seeds)``, made by a free worker."""
+        self.start()
+        worker = self._idle.get()
+        try:
+            header, arrays = worker.run(np.asarray(indices, np.int64),
+                                        np.asarray(seeds, np.int64))
+        except (EOFError, OSError) as error:
+            raise WorkerDiedError(self._death_message(worker, indices)) from error
+        self._idle.put(worker)
+        for path, reason in header["skipped"]:
+            if self.on_skip is not None:
+                self.on_skip(path, reason)
+        if header["error"]:
+            files = self._files(indices)
+            raise RuntimeError(f"data worker failed on {files}:\n{header['error']}")
+        return arrays
+
+    def close(self) -> None:
+        """Stop the processes (idempotent)."""
+        self._finalizer()
+
+    def _files(self, indices: Sequence[int]) -> str:
+        paths = dict.fromkeys(self._records[int(i)].image_path for i in indices)
+        return ", ".join(paths)
+
+    def _death_message(self, worker: "_Worker", indices: Sequence[int]) -> str:
+        try:
+            code = worker.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        return (f"data worker process {worker.process.pid} died (exit code {code}) while "
+                f"making the samples of {self._files(indices)}")
+
+
+class _Worker:
+    """The parent's end of one worker process: its task and result pipes."""
+
+    def __init__(self, process: subprocess.Popen, tasks: Connection, results: Connection):
+        self.process = process
+        self.tasks = tasks
+        self.results = results
+
+    @classmethod
+    def spawn(cls, init_message: bytes) -> "_Worker":
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        process = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, str(task_read), str(result_write)],
+            pass_fds=(task_read, result_write), stdin=subprocess.DEVNULL,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        os.close(task_read)
+        os.close(result_write)
+        worker = cls(process, Connection(task_write, readable=False), Connection(result_read,
+                                                                                writable=False))
+        worker.tasks.send_bytes(init_message)
+        return worker
+
+    def run(self, indices: np.ndarray, seeds: np.ndarray) -> tuple[dict, list[np.ndarray]]:
+        self.tasks.send_bytes(pickle.dumps((indices, seeds)))
+        header = pickle.loads(self.results.recv_bytes())
+        arrays = []
+        for dtype, shape in header["arrays"]:
+            array = np.empty(shape, dtype)
+            if array.nbytes:
+                self.results.recv_bytes_into(memoryview(array).cast("B"))
+            arrays.append(array)
+        return header, arrays
+
+    def stop(self) -> None:
+        for connection in (self.tasks, self.results):
+            connection.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _stop_all(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.stop()
+    workers.clear()
+
+
+# -- worker side --------------------------------------------------------------------------------
+
+
+def serve(task_fd: int, result_fd: int) -> None:
+    """Worker main loop: build the maker, then answer tasks until the task pipe closes."""
+    import cv2
+
+    from keras_pose.data.samples import SampleMaker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C, then closes us
+    cv2.setNumThreads(1)
+    tasks = Connection(task_fd, writable=False)
+    results = Connection(result_fd, readable=False)
+    skipped: list[tuple[str, str]] = []
+    try:
+        maker = SampleMaker(*pickle.loads(tasks.recv_bytes()),
+                            on_skip=lambda path, reason: skipped.append((path, reason)))
+        while True:
+            indices, seeds = pickle.loads(tasks.recv_bytes())
+            skipped.clear()
+            _answer(results, maker, indices, seeds, skipped)
+    except (EOFError, BrokenPipeError):
+        return  # the parent closed the pipes or died
+
+
+def _answer(results: Connection, maker, indices, seeds, skipped) -> None:
+    try:
+        arrays = [np.ascontiguousarray(a) for a in maker.chunk(indices, seeds)]
+        error = ""
+    except Exception:  # reported to the parent, which raises it with the file names
+        arrays, error = [], traceback.format_exc()
+    header = {"arrays": [(a.dtype.str, a.shape) for a in arrays], "skipped": list(skipped),
+              "error": error}
+    results.send_bytes(pickle.dumps(header))
+    for array in arrays:
+        if array.nbytes:
+            results.send_bytes(memoryview(array).cast("B"))
