@@ -59,12 +59,10 @@ def test_workers_make_identical_evaluation_crops_and_meta(coco_folder):
 
 
 def test_worker_imports_neither_tensorflow_nor_keras():
-    check = _BOOTSTRAP.replace(
-        "from keras_pose.data.workers import serve\nserve(task_fd, result_fd)",
+    check = _BOOTSTRAP.split("from keras_pose.data.workers")[0] + (
         "import keras_pose.data.samples, keras_pose.data.workers\n"
-        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))",
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
-    assert check != _BOOTSTRAP
     out = subprocess.run([sys.executable, "-c", check, ROOT, "0", "1"], capture_output=True,
                          text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

@@ -4,8 +4,11 @@ A :class:`WorkerPool` starts ``N`` plain Python processes that import only numpy
 the TensorFlow-free part of :mod:`keras_pose.data` (the package's ``__init__``, which imports
 Keras, is bypassed). Each receives the :class:`~keras_pose.data.samples.SampleMaker`'s
 arguments once, then answers tasks — a chunk of ``(record index, seed)`` pairs — with the
-arrays of :meth:`SampleMaker.chunk`, sent as raw bytes over a pipe (one copy on each side, no
-pickling of pixels).
+arrays of :meth:`SampleMaker.chunk`. The arrays travel through memory the two processes share
+(an anonymous ``memfd``, grown by the worker as needed and freed by the kernel when both ends
+close it): the worker writes them there and the pipe carries only a small header.
+:meth:`WorkerPool.run` copies them out once, into recycled 64-byte aligned arrays (warm
+memory, and ``tf.numpy_function`` wraps such arrays in tensors without a further copy).
 
 Lifetime: the processes start on the first task and stop on :meth:`WorkerPool.close`, when the
 pool is garbage-collected, at interpreter exit, or by themselves when the parent dies (their
@@ -15,6 +18,7 @@ naming the worker and the image files of that task.
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import queue
@@ -40,8 +44,9 @@ package = types.ModuleType("keras_pose")
 package.__path__ = [os.path.join(parent, "keras_pose")]
 sys.modules["keras_pose"] = package
 from keras_pose.data.workers import serve
-serve(task_fd, result_fd)
+serve(task_fd, result_fd, int(sys.argv[4]))
 """
+_ALIGN = 64  # byte alignment of each array in the shared memory
 
 
 def default_workers() -> int:
@@ -75,6 +80,7 @@ class WorkerPool:
         self._init_message = pickle.dumps(maker_args, protocol=pickle.HIGHEST_PROTOCOL)
         self._records = maker_args[1]
         self._idle: queue.Queue = queue.Queue()
+        self._buffers = _BufferCache()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
@@ -98,10 +104,12 @@ class WorkerPool:
         self.start()
         worker = self._idle.get()
         try:
-            header, arrays = worker.run(np.asarray(indices, np.int64),
-                                        np.asarray(seeds, np.int64))
+            header, views = worker.run(np.asarray(indices, np.int64),
+                                       np.asarray(seeds, np.int64))
         except (EOFError, OSError) as error:
             raise WorkerDiedError(self._death_message(worker, indices)) from error
+        arrays = [self._buffers.copy(view) for view in views]
+        del views
         self._idle.put(worker)
         for path, reason in header["skipped"]:
             if self.on_skip is not None:
@@ -131,46 +139,118 @@ class WorkerPool:
 class _Worker:
     """The parent's end of one worker process: its task and result pipes."""
 
-    def __init__(self, process: subprocess.Popen, tasks: Connection, results: Connection):
+    def __init__(self, process: subprocess.Popen, tasks: Connection, results: Connection,
+                 memory_fd: int):
         self.process = process
         self.tasks = tasks
         self.results = results
+        self.memory = _SharedMemory(memory_fd)
 
     @classmethod
     def spawn(cls, init_message: bytes) -> "_Worker":
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
+        memory_fd = os.memfd_create("keras-pose-data-worker")
+        fds = (task_read, result_write, memory_fd)
         process = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, str(task_read), str(result_write)],
-            pass_fds=(task_read, result_write), stdin=subprocess.DEVNULL,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, *map(str, fds)],
+            pass_fds=fds, stdin=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         os.close(task_read)
         os.close(result_write)
-        worker = cls(process, Connection(task_write, readable=False), Connection(result_read,
-                                                                                writable=False))
+        worker = cls(process, Connection(task_write, readable=False),
+                     Connection(result_read, writable=False), memory_fd)
         worker.tasks.send_bytes(init_message)
         return worker
 
     def run(self, indices: np.ndarray, seeds: np.ndarray) -> tuple[dict, list[np.ndarray]]:
         self.tasks.send_bytes(pickle.dumps((indices, seeds)))
         header = pickle.loads(self.results.recv_bytes())
-        arrays = []
-        for dtype, shape in header["arrays"]:
-            array = np.empty(shape, dtype)
-            if array.nbytes:
-                self.results.recv_bytes_into(memoryview(array).cast("B"))
-            arrays.append(array)
-        return header, arrays
+        self.memory.ensure(header["memory_size"])
+        return header, [self.memory.view(*layout) for layout in header["arrays"]]
 
     def stop(self) -> None:
         for connection in (self.tasks, self.results):
             connection.close()
+        self.memory.close()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class _BufferCache:
+    """Output arrays for :meth:`WorkerPool.run`, reused once nothing else references them.
+
+    Fresh large arrays cost a page fault per 4 KiB on first write; reused ones are warm. An
+    array is free when only this cache holds it (``sys.getrefcount``); a new one is made when
+    none of that shape is, so a caller that keeps arrays never blocks anything.
+    """
+
+    def __init__(self, per_shape: int = 64) -> None:
+        self.per_shape = per_shape
+        self._arrays: dict[tuple, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def copy(self, source: np.ndarray) -> np.ndarray:
+        with self._lock:
+            target = self._free(source.dtype, source.shape)
+        np.copyto(target, source)
+        return target
+
+    def _free(self, dtype, shape) -> np.ndarray:
+        arrays = self._arrays.setdefault((dtype.str, shape), [])
+        for i in range(len(arrays)):
+            if sys.getrefcount(arrays[i]) <= 2:  # the list's reference and the argument's
+                return arrays[i]
+        array = _aligned_empty(dtype, shape)
+        if len(arrays) < self.per_shape:
+            arrays.append(array)
+        return array
+
+
+def _aligned_empty(dtype, shape, alignment: int = _ALIGN) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+class _SharedMemory:
+    """One side's mapping of a worker's memfd, remapped when the file has grown."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.map: mmap.mmap | None = None
+
+    def ensure(self, size: int, grow: bool = False) -> None:
+        if self.map is not None and len(self.map) >= size:
+            return
+        if grow:
+            os.ftruncate(self.fd, size)
+        self.release()
+        self.map = mmap.mmap(self.fd, size) if size else None
+
+    def release(self) -> None:
+        """Unmap now, or when the last view of the mapping is gone."""
+        if self.map is not None:
+            try:
+                self.map.close()
+            except BufferError:  # views still exist: the mapping goes with the last of them
+                pass
+            self.map = None
+
+    def view(self, dtype: str, shape: tuple, offset: int) -> np.ndarray:
+        count = int(np.prod(shape))
+        if not count:
+            return np.zeros(shape, dtype)
+        return np.frombuffer(self.map, dtype, count, offset).reshape(shape)
+
+    def close(self) -> None:
+        self.release()
+        os.close(self.fd)
 
 
 def _stop_all(workers: list[_Worker]) -> None:
@@ -182,7 +262,7 @@ def _stop_all(workers: list[_Worker]) -> None:
 # -- worker side --------------------------------------------------------------------------------
 
 
-def serve(task_fd: int, result_fd: int) -> None:
+def serve(task_fd: int, result_fd: int, memory_fd: int) -> None:
     """Worker main loop: build the maker, then answer tasks until the task pipe closes."""
     import cv2
 
@@ -192,6 +272,7 @@ def serve(task_fd: int, result_fd: int) -> None:
     cv2.setNumThreads(1)
     tasks = Connection(task_fd, writable=False)
     results = Connection(result_fd, readable=False)
+    memory = _SharedMemory(memory_fd)
     skipped: list[tuple[str, str]] = []
     try:
         maker = SampleMaker(*pickle.loads(tasks.recv_bytes()),
@@ -199,20 +280,23 @@ def serve(task_fd: int, result_fd: int) -> None:
         while True:
             indices, seeds = pickle.loads(tasks.recv_bytes())
             skipped.clear()
-            _answer(results, maker, indices, seeds, skipped)
+            _answer(results, memory, maker, indices, seeds, skipped)
     except (EOFError, BrokenPipeError):
         return  # the parent closed the pipes or died
 
 
-def _answer(results: Connection, maker, indices, seeds, skipped) -> None:
+def _answer(results: Connection, memory: _SharedMemory, maker, indices, seeds, skipped) -> None:
     try:
-        arrays = [np.ascontiguousarray(a) for a in maker.chunk(indices, seeds)]
+        arrays = maker.chunk(indices, seeds)
         error = ""
     except Exception:  # reported to the parent, which raises it with the file names
         arrays, error = [], traceback.format_exc()
-    header = {"arrays": [(a.dtype.str, a.shape) for a in arrays], "skipped": list(skipped),
-              "error": error}
-    results.send_bytes(pickle.dumps(header))
+    layouts, size = [], 0
     for array in arrays:
-        if array.nbytes:
-            results.send_bytes(memoryview(array).cast("B"))
+        layouts.append((array.dtype.str, array.shape, size))
+        size += -(-array.nbytes // _ALIGN) * _ALIGN
+    memory.ensure(size, grow=True)
+    for array, layout in zip(arrays, layouts):
+        memory.view(*layout)[...] = array
+    results.send_bytes(pickle.dumps({"arrays": layouts, "memory_size": size,
+                                     "skipped": list(skipped), "error": error}))
