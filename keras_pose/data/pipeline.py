@@ -283,7 +283,7 @@ def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, po
     dataset = stream.batch(records_per_task).map(
         lambda indices, seeds: _numpy_call(run, [indices, seeds], maker.chunk_signature(),
                                            "make_samples"),
-        num_parallel_calls=pool.num_workers, deterministic=deterministic,
+        num_parallel_calls=2 * pool.num_workers, deterministic=deterministic,
     )
     dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
 
