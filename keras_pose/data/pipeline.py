@@ -16,12 +16,15 @@ pass ``verify_images=True`` to decode everything up front and raise instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
 import threading
 from typing import Any, Sequence
 
 import tensorflow as tf
+from tensorflow.python.ops import gen_script_ops, script_ops
 
 from keras_pose.data.coco import (
     PersonRecord,
@@ -223,6 +226,7 @@ def batches_from_index_stream(
     drop_remainder: bool = False,
     auto_shard: bool = True,
     workers: int | None = None,
+    maker_dir: str | os.PathLike | None = None,
 ) -> tf.data.Dataset:
     """Decode, crop and batch a dataset of ``(record index, seed)`` int64 pairs.
 
@@ -231,17 +235,26 @@ def batches_from_index_stream(
     already-seen ones here, before anything is decoded). ``auto_shard=False`` turns the
     dataset's auto-sharding off (the stream is already one worker's share). ``workers``: see
     :func:`build_dataset`; both ways yield the same batches.
+
+    ``maker_dir``: make the dataset runnable by tf.data service workers
+    (:mod:`keras_pose.data.service`) — the sample maker is saved to a file in this folder
+    (which the service workers must be able to read) and named in the graph, instead of a
+    Python callback only this process knows.
     """
     workers = default_workers() if workers is None else int(workers)
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if maker.on_skip is None:
         maker.on_skip = SKIPPED_IMAGES.add
-    if workers == 0:
+    if maker_dir is not None:
+        dataset = _worker_batches(maker, stream, batch_size, deterministic, drop_remainder,
+                                  _service_call(write_maker_file(maker, maker_dir)), workers)
+    elif workers == 0:
         dataset = _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder)
     else:
+        pool = WorkerPool(maker.init_args(), workers, SKIPPED_IMAGES.add)
         dataset = _worker_batches(maker, stream, batch_size, deterministic, drop_remainder,
-                                  WorkerPool(maker.init_args(), workers, SKIPPED_IMAGES.add))
+                                  _local_call(pool), workers)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
@@ -271,19 +284,15 @@ def _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder
                        deterministic=deterministic)
 
 
-def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, pool):
-    """Chunks of records (about one batch each) made by the worker processes, targets
-    included, then cut into batches exactly as unbatch/batch would."""
+def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, call, workers):
+    """Chunks of records (about one batch each) made by worker processes, targets included,
+    then cut into batches exactly as unbatch/batch would. ``call(indices, seeds,
+    signature)`` makes the tensors of one chunk."""
     copies = maker.augment.copies if maker.augment is not None else 1
     records_per_task = max(1, -(-batch_size // copies))
-
-    def run(indices, seeds):
-        return pool.run(indices, seeds)
-
     dataset = stream.batch(records_per_task).map(
-        lambda indices, seeds: _numpy_call(run, [indices, seeds], maker.chunk_signature(),
-                                           "make_samples"),
-        num_parallel_calls=2 * pool.num_workers, deterministic=deterministic,
+        lambda indices, seeds: call(indices, seeds, maker.chunk_signature()),
+        num_parallel_calls=2 * max(1, workers), deterministic=deterministic,
     )
     dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
 
@@ -294,6 +303,75 @@ def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, po
 
     return dataset.map(structure, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=deterministic)
+
+
+def _local_call(pool: WorkerPool):
+    def call(indices, seeds, signature):
+        return _numpy_call(pool.run, [indices, seeds], signature, "make_samples")
+
+    return call
+
+
+# -- tf.data service --------------------------------------------------------------------------
+# A tf.data service worker runs the dataset graph in its own process, where the client's
+# tf.numpy_function callbacks do not exist. Service datasets therefore call one callback that
+# every process importing this module registers under a fixed name, with the path of a saved
+# sample maker as input; each process builds (and caches) its own worker pool for that file.
+
+SERVICE_CALLBACK = "keras_pose.data.pipeline.make_samples_from_file"
+_SERVICE_POOLS: dict[str, WorkerPool] = {}
+_SERVICE_LOCK = threading.Lock()
+
+
+def write_maker_file(maker: SampleMaker, directory: str | os.PathLike) -> str:
+    """Save ``maker``'s arguments to ``directory/samples-<hash>.pkl`` (atomically); its path."""
+    data = pickle.dumps(maker.init_args(), protocol=pickle.HIGHEST_PROTOCOL)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(os.fspath(directory),
+                        f"samples-{hashlib.sha1(data).hexdigest()[:16]}.pkl")
+    if not os.path.exists(path):
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    return path
+
+
+def make_samples_from_file(path: bytes, indices, seeds) -> list:
+    """The :data:`SERVICE_CALLBACK`: ``SampleMaker.chunk`` of the maker saved at ``path``, by
+    this process's worker pool for it."""
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    with _SERVICE_LOCK:
+        pool = _SERVICE_POOLS.get(path)
+        if pool is None:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"sample maker file not found on this tf.data service "
+                                        f"worker: {path} (the maker_dir must be shared)")
+            with open(path, "rb") as f:
+                pool = WorkerPool(pickle.load(f), default_workers(), SKIPPED_IMAGES.add)
+            _SERVICE_POOLS[path] = pool
+    return pool.run(indices, seeds)
+
+
+def _register_service_callback() -> None:
+    # FuncRegistry holds weak references; the module keeps the function alive.
+    script_ops._py_funcs._funcs[SERVICE_CALLBACK] = make_samples_from_file
+
+
+_register_service_callback()
+
+
+def _service_call(path: str):
+    def call(indices, seeds, signature):
+        outputs = gen_script_ops.py_func_stateless(
+            input=[tf.constant(path), indices, seeds], token=SERVICE_CALLBACK,
+            Tout=[tf.as_dtype(dt) for dt, _ in signature], name="make_samples_from_file",
+        )
+        for tensor, (_, shape) in zip(outputs, signature):
+            tensor.set_shape((None, *shape))
+        return tuple(outputs)
+
+    return call
 
 
 def _numpy_call(func, inputs, signature, name) -> tuple[tf.Tensor, ...]:
