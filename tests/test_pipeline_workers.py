@@ -68,11 +68,11 @@ def test_worker_imports_neither_tensorflow_nor_keras():
     assert out.stdout.strip() == "[]", out.stderr
 
 
-def make_pool(coco_folder, num_workers=1):
+def make_pool(coco_folder, num_workers=1, augment=None):
     ann_file, image_dir = coco_folder
     info = read_dataset_info(ann_file)
     records = load_coco_records(ann_file, image_dir, info)
-    maker = SampleMaker(mspn_spec(), records, info, None, False)
+    maker = SampleMaker(mspn_spec(), records, info, augment, False)
     return maker, records, WorkerPool(maker.init_args(), num_workers)
 
 
@@ -145,3 +145,17 @@ def test_no_orphan_workers_when_the_parent_ends(coco_folder, ending):
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_arrays_a_caller_keeps_are_never_reused(coco_folder):
+    """Output buffers are recycled only once nothing else references them."""
+    maker, _, pool = make_pool(coco_folder, augment=resolve_augment(mspn_spec(), None))
+    kept = pool.run([1, 2], [5, 6])
+    expected = [a.copy() for a in kept]
+    assert not np.array_equal(pool.run([1, 2], [0, 0])[0], expected[0])  # seeds matter
+    for seed in range(4):
+        pool.run([1, 2], [seed, seed])  # same shapes: would reuse a free buffer
+    assert all(np.array_equal(a, b) for a, b in zip(kept, expected))
+    recycled = pool.run([1, 2], [7, 8])
+    assert not any(np.shares_memory(a, b) for a, b in zip(kept, recycled))
+    pool.close()
