@@ -88,13 +88,28 @@ def test_pool_answers_like_the_maker_and_stops_its_processes(coco_folder):
 
 
 def test_a_killed_worker_fails_loudly_naming_the_files(coco_folder):
-    _, records, pool = make_pool(coco_folder)
+    _, records, pool = make_pool(coco_folder, 2)
     pool.start()
     os.kill(pool.pids[0], signal.SIGKILL)
     name = os.path.basename(records[2].image_path)
     with pytest.raises(WorkerDiedError, match=f"died \\(exit code -9\\).*{name}"):
         pool.run([2], [0])
+    with pytest.raises(WorkerDiedError, match=name):  # later calls fail too, never hang
+        pool.run([0], [0])
     pool.close()
+
+
+def test_a_killed_worker_stops_training_with_an_error_naming_the_files(coco_folder):
+    dataset = build_dataset(mspn_spec(), *coco_folder, batch_size=2, workers=2, repeat=True)
+    iterator = iter(dataset)
+    next(iterator)
+    pids = [pid for pid in children_of(os.getpid()) if alive(pid)]
+    assert len(pids) >= 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(Exception, match=r"data worker process \d+ died .*\.jpg"):
+        for _ in range(50):
+            next(iterator)
 
 
 def children_of(pid):

@@ -10,9 +10,10 @@ close it): the worker writes them there and the pipe carries only a small header
 :meth:`WorkerPool.run` copies them out once, into recycled 64-byte aligned arrays (warm
 memory, and ``tf.numpy_function`` wraps such arrays in tensors without a further copy).
 
-Lifetime: the processes start on the first task and stop on :meth:`WorkerPool.close`, when the
-pool is garbage-collected, at interpreter exit, or by themselves when the parent dies (their
-task pipe reaches end-of-file). A worker that dies makes the task it held fail with an error
+Lifetime: the processes start on the first task and stop after :data:`IDLE_SECONDS` without
+one (to start again on the next: a dataset nobody iterates any more keeps no processes), on
+:meth:`WorkerPool.close`, when the pool is garbage-collected, at interpreter exit, or by
+themselves when the parent dies (their task pipe reaches end-of-file). A worker that dies makes the task it held fail with an error
 naming the worker and the image files of that task.
 """
 
@@ -26,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import weakref
 from multiprocessing.connection import Connection
@@ -47,6 +49,7 @@ from keras_pose.data.workers import serve
 serve(task_fd, result_fd, int(sys.argv[4]))
 """
 _ALIGN = 64  # byte alignment of each array in the shared memory
+IDLE_SECONDS = 10.0  # a pool without tasks for this long stops its processes
 
 
 def default_workers() -> int:
@@ -83,7 +86,11 @@ class WorkerPool:
         self._buffers = _BufferCache()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._busy = 0  # run() calls in progress
+        self._broken = ""  # why, once a worker has died
+        self._last_used = time.monotonic()
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+        _IdleReaper.watch(self)
 
     @property
     def pids(self) -> list[int]:
@@ -92,25 +99,56 @@ class WorkerPool:
     def start(self) -> None:
         """Start the processes now (otherwise the first :meth:`run` does)."""
         with self._lock:
-            if self._workers:
-                return
-            for _ in range(self.num_workers):
-                worker = _Worker.spawn(self._init_message)
-                self._workers.append(worker)
-                self._idle.put(worker)
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._workers:
+            return
+        self._idle = queue.Queue()
+        for _ in range(self.num_workers):
+            worker = _Worker.spawn(self._init_message)
+            self._workers.append(worker)
+            self._idle.put(worker)
 
     def run(self, indices: Sequence[int], seeds: Sequence[int]) -> list[np.ndarray]:
         """The arrays of ``SampleMaker.chunk(indices, seeds)``, made by a free worker."""
-        self.start()
-        worker = self._idle.get()
+        with self._lock:
+            if self._broken:
+                raise WorkerDiedError(self._broken)
+            self._start_locked()
+            self._busy += 1
+            idle = self._idle
+        try:
+            return self._run(idle, indices, seeds)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._last_used = time.monotonic()
+
+    def stop_if_idle(self, seconds: float) -> bool:
+        """Stop the processes if no task came for ``seconds``; whether it did."""
+        with self._lock:
+            if (not self._workers or self._busy
+                    or time.monotonic() - self._last_used < seconds):
+                return False
+            _stop_all(self._workers)
+            return True
+
+    def _run(self, idle: queue.Queue, indices, seeds) -> list[np.ndarray]:
+        worker = idle.get()
+        if worker is None:  # another worker died: wake the next waiter too
+            idle.put(None)
+            raise WorkerDiedError(self._broken)
         try:
             header, views = worker.run(np.asarray(indices, np.int64),
                                        np.asarray(seeds, np.int64))
         except (EOFError, OSError) as error:
-            raise WorkerDiedError(self._death_message(worker, indices)) from error
+            self._broken = self._death_message(worker, indices)
+            idle.put(None)
+            raise WorkerDiedError(self._broken) from error
         arrays = [self._buffers.copy(view) for view in views]
         del views
-        self._idle.put(worker)
+        idle.put(worker)
         for path, reason in header["skipped"]:
             if self.on_skip is not None:
                 self.on_skip(path, reason)
@@ -134,6 +172,30 @@ class WorkerPool:
             code = None
         return (f"data worker process {worker.process.pid} died (exit code {code}) while "
                 f"making the samples of {self._files(indices)}")
+
+
+class _IdleReaper:
+    """One daemon thread that stops the processes of pools idle for :data:`IDLE_SECONDS`."""
+
+    _pools: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+    _thread: threading.Thread | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def watch(cls, pool: WorkerPool) -> None:
+        with cls._lock:
+            cls._pools.add(pool)
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._loop, name="keras-pose-reaper",
+                                               daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _loop(cls) -> None:
+        while True:
+            time.sleep(min(IDLE_SECONDS, 5.0) / 2)
+            for pool in list(cls._pools):
+                pool.stop_if_idle(IDLE_SECONDS)
 
 
 class _Worker:
