@@ -164,7 +164,7 @@ def test_no_orphan_workers_when_the_parent_ends(coco_folder, ending):
 
 def test_arrays_a_caller_keeps_are_never_reused(coco_folder):
     """Output buffers are recycled only once nothing else references them."""
-    maker, _, pool = make_pool(coco_folder, augment=resolve_augment(mspn_spec(), None))
+    _, _, pool = make_pool(coco_folder, augment=resolve_augment(mspn_spec(), None))
     kept = pool.run([1, 2], [5, 6])
     expected = [a.copy() for a in kept]
     assert not np.array_equal(pool.run([1, 2], [0, 0])[0], expected[0])  # seeds matter

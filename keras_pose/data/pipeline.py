@@ -1,12 +1,19 @@
 """`build_dataset`: a COCO-format folder to batches `model.fit` and evaluation consume.
 
-One element of the underlying dataset is one person record. A parallel ``tf.numpy_function``
-reads the image with OpenCV, draws the crop(s) (:mod:`keras_pose.data.transforms`) and warps
-pixels and keypoints with one affine; the crops and their keypoints are then unbatched (tf-cpn
-draws 4 per record, kept adjacent in a batch) and batched, and a second parallel
-``tf.numpy_function`` encodes the targets of the whole batch (:mod:`keras_pose.data.targets`)
-before prefetching. The heatmaps thus never pass through unbatch/batch (at 256x192 those of
-CPN are 7 times the bytes of the crop, those of a 2-stage MSPN 11 times).
+One element of the underlying dataset is one person record, a ``(record index, seed)`` pair.
+The samples — read the image with OpenCV, draw the crop(s) (:mod:`keras_pose.data.transforms`),
+warp pixels and keypoints with one affine, encode the targets (:mod:`keras_pose.data.targets`)
+— are made by :class:`~keras_pose.data.samples.SampleMaker`:
+
+* by default in worker processes (:mod:`keras_pose.data.workers`): chunks of about one batch
+  of records go to the workers, which return crops, targets and weights; ``rebatch`` then cuts
+  the chunks into batches exactly as unbatch/batch would (tf-cpn's 4 crops per record stay
+  adjacent). This scales with cores: the GIL of the training process is not involved;
+* with ``workers=0`` in this process: a parallel ``tf.numpy_function`` per record, unbatch and
+  batch of the crops, then one per batch for the targets (the GIL caps this near one core).
+
+Both give bit-identical batches for the same seed. With ``maker_dir`` the dataset can run on
+tf.data service workers (:mod:`keras_pose.data.service`).
 
 Bad inputs: missing images raise at load time (:mod:`keras_pose.data.coco`). An image that
 fails to decode at run time (corrupt or truncated file) is skipped — its record yields no
@@ -131,8 +138,9 @@ def build_dataset(
         verify_images: decode every image at load time and raise on a corrupt one, instead of
             skipping it at run time.
         workers: processes that make the samples (:mod:`keras_pose.data.workers`); default:
-            one per CPU this process may use. ``0`` makes them in this process through
-            ``tf.numpy_function`` (the GIL then caps it near one core).
+            one per CPU this process may use (none if it may use only one). ``0`` makes them
+            in this process through ``tf.numpy_function`` (the GIL then caps it near one
+            core).
     """
     spec = spec_of(model_or_spec)
     coco = load_coco(ann_file)
@@ -241,7 +249,7 @@ def batches_from_index_stream(
     (which the service workers must be able to read) and named in the graph, instead of a
     Python callback only this process knows.
     """
-    workers = default_workers() if workers is None else int(workers)
+    workers = _auto_workers() if workers is None else int(workers)
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if maker.on_skip is None:
@@ -262,6 +270,13 @@ def batches_from_index_stream(
         else tf.data.experimental.AutoShardPolicy.OFF
     )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _auto_workers() -> int:
+    """One worker process per usable CPU; none with a single CPU, where processes would only
+    add hand-offs to the same core (measured ~10 % slower, benchmarks/data_pipeline.md)."""
+    cpus = default_workers()
+    return cpus if cpus > 1 else 0
 
 
 def _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder):

@@ -13,8 +13,9 @@ memory, and ``tf.numpy_function`` wraps such arrays in tensors without a further
 Lifetime: the processes start on the first task and stop after :data:`IDLE_SECONDS` without
 one (to start again on the next: a dataset nobody iterates any more keeps no processes), on
 :meth:`WorkerPool.close`, when the pool is garbage-collected, at interpreter exit, or by
-themselves when the parent dies (their task pipe reaches end-of-file). A worker that dies makes the task it held fail with an error
-naming the worker and the image files of that task.
+themselves when the parent dies (their task pipe reaches end-of-file). A worker that dies
+makes the task it held fail with an error naming the worker and the image files of that task;
+the pool is then broken: every later task fails the same way (none waits forever).
 """
 
 from __future__ import annotations
