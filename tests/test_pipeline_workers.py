@@ -174,3 +174,16 @@ def test_arrays_a_caller_keeps_are_never_reused(coco_folder):
     recycled = pool.run([1, 2], [7, 8])
     assert not any(np.shares_memory(a, b) for a, b in zip(kept, recycled))
     pool.close()
+
+
+def test_an_idle_pool_stops_its_processes_and_restarts_on_demand(coco_folder):
+    maker, _, pool = make_pool(coco_folder)
+    pool.run([0], [0])
+    first = pool.pids
+    assert not pool.stop_if_idle(60)  # used just now
+    assert pool.stop_if_idle(0)
+    assert pool.pids == [] and not any(alive(pid) for pid in first)
+    for got, want in zip(pool.run([4], [1]), maker.chunk([4], [1])):
+        assert np.array_equal(got, want)
+    assert pool.pids and pool.pids != first
+    pool.close()

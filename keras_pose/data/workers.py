@@ -20,6 +20,7 @@ the pool is then broken: every later task fails the same way (none waits forever
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
 import pickle
@@ -133,7 +134,8 @@ class WorkerPool:
                     or time.monotonic() - self._last_used < seconds):
                 return False
             _stop_all(self._workers)
-            return True
+        self._buffers.clear()
+        return True
 
     def _run(self, idle: queue.Queue, indices, seeds) -> list[np.ndarray]:
         worker = idle.get()
@@ -251,10 +253,16 @@ class _BufferCache:
     none of that shape is, so a caller that keeps arrays never blocks anything.
     """
 
-    def __init__(self, per_shape: int = 64) -> None:
+    def __init__(self, per_shape: int = 64, shapes: int = 16) -> None:
         self.per_shape = per_shape
-        self._arrays: dict[tuple, list[np.ndarray]] = {}
+        self.shapes = shapes  # the least recently used shape's arrays go beyond this
+        self._arrays: collections.OrderedDict[tuple, list[np.ndarray]] = (
+            collections.OrderedDict())
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._arrays.clear()
 
     def copy(self, source: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -263,7 +271,11 @@ class _BufferCache:
         return target
 
     def _free(self, dtype, shape) -> np.ndarray:
-        arrays = self._arrays.setdefault((dtype.str, shape), [])
+        key = (dtype.str, shape)
+        arrays = self._arrays.setdefault(key, [])
+        self._arrays.move_to_end(key)
+        if len(self._arrays) > self.shapes:
+            self._arrays.popitem(last=False)
         for i in range(len(arrays)):
             if sys.getrefcount(arrays[i]) <= 2:  # the list's reference and the argument's
                 return arrays[i]
