@@ -274,7 +274,7 @@ def batches_from_index_stream(
 
 def _auto_workers() -> int:
     """One worker process per usable CPU; none with a single CPU, where processes would only
-    add hand-offs to the same core (measured ~10 % slower, benchmarks/data_pipeline.md)."""
+    add hand-offs to the same core (measured 10-20 % slower, benchmarks/data_pipeline.md)."""
     cpus = default_workers()
     return cpus if cpus > 1 else 0
 
