@@ -105,30 +105,48 @@ def _person(rng: np.random.Generator, ann_id: int, image_id: int) -> dict:
 
 
 def time_pipeline(spec, ann_file, image_dir, batch_size, warmup, batches, runs,
-                  deterministic=None) -> dict:
+                  deterministic=None, workers=None) -> dict:
     """Crops per second (wall clock) and per CPU-second of each run.
 
     Each run starts a fresh iterator and discards ``warmup`` batches. On a shared machine the
     wall-clock rate depends on the other load; crops per CPU-second of this process does much
-    less, and times the core count bounds what an idle machine reaches.
+    less, and times the core count bounds what an idle machine reaches. With worker processes
+    (``workers`` > 0) the CPU-seconds are this process's plus its children's, sampled from
+    ``/proc`` (:func:`cpu_seconds`).
     """
     from keras_pose.data import build_dataset
 
     dataset = build_dataset(spec, ann_file, image_dir, batch_size=batch_size, repeat=True,
-                            deterministic=deterministic)
+                            deterministic=deterministic, workers=workers)
     wall, per_cpu = [], []
     for _ in range(runs):
         iterator = iter(dataset)
         for _ in range(warmup):
             next(iterator)
-        start, start_cpu = time.perf_counter(), time.process_time()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         for _ in range(batches):
             next(iterator)
         crops = batches * batch_size
         wall.append(crops / (time.perf_counter() - start))
-        per_cpu.append(crops / (time.process_time() - start_cpu))
+        per_cpu.append(crops / (cpu_seconds() - start_cpu))
         del iterator
     return {"crops_per_s": summary(wall), "crops_per_cpu_s": summary(per_cpu)}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its live child processes (the data workers)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            for pid in f.read().split():
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rsplit(") ", 1)[1].split()
+                except FileNotFoundError:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
 
 
 def profile_steps(spec, ann_file, image_dir, num_records: int, batch_size: int) -> dict:
@@ -229,7 +247,18 @@ def main() -> None:
                         help="cv2.setNumThreads before timing (default: leave OpenCV's)")
     parser.add_argument("--profile", action="store_true",
                         help="also time each step of a sample in one thread")
+    parser.add_argument("--workers", default="0",
+                        help="comma-separated worker counts to time; 0 = samples made in the "
+                             "training process through tf.numpy_function (the design before "
+                             "worker processes); auto = one per usable CPU")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--write-specs", metavar="PATH",
+                        help="write the benchmarked specs as JSON (PoseSpec.to_dict) for "
+                             "data_scaling_numpy.py, then exit")
     args = parser.parse_args()
+    if args.write_specs:
+        write_specs(args.write_specs)
+        return
     if args.cv2_threads is not None:
         cv2.setNumThreads(args.cv2_threads)
     all_specs = specs()
@@ -251,11 +280,15 @@ def main() -> None:
             "records": args.images * args.people,
             "cv2_imdecode_images_per_s_1_thread": summary(time_decode(image_dir, args.runs)),
         }
+        results["usable_cpus"] = len(os.sched_getaffinity(0))
         for name in chosen:
-            results[name] = time_pipeline(all_specs[name], ann_file, image_dir, args.batch_size,
-                                          args.warmup, args.batches, args.runs,
-                                          deterministic=True if args.deterministic else None)
-            results[name]["load_average_after"] = load_average()
+            results[name] = {}
+            for workers in args.workers.split(","):
+                results[name][f"workers={workers}"] = time_pipeline(
+                    all_specs[name], ann_file, image_dir, args.batch_size, args.warmup,
+                    args.batches, args.runs, deterministic=True if args.deterministic else None,
+                    workers=None if workers == "auto" else int(workers))
+                results[name][f"workers={workers}"]["load_average_after"] = load_average()
         if args.profile:
             threads = cv2.getNumThreads()
             cv2.setNumThreads(1)
@@ -265,6 +298,16 @@ def main() -> None:
             cv2.setNumThreads(threads)
         results["load_average_1_5_15_min_at_end"] = load_average()
     print(json.dumps(results, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def write_specs(path: str) -> None:
+    """The benchmarked specs as ``{name: PoseSpec.to_dict()}`` JSON."""
+    with open(path, "w") as f:
+        json.dump({name: spec.to_dict() for name, spec in specs().items()}, f, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

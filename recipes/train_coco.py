@@ -89,6 +89,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     dist.add_argument("--cpu-replicas", type=non_negative_int, default=0,
                       help="mirror over this many logical CPU devices (testing)")
 
+    dist.add_argument("--data-service", metavar="ADDRESS",
+                      help="host:port of a tf.data service dispatcher whose workers make the "
+                           "batches (python -m keras_pose.data.service; batch order and "
+                           "exact resume are then not kept)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="run folder (default: a new work_dirs/<model>/<date-time>, "
                                    "with work_dirs/<model>/latest pointing at it)")
@@ -152,6 +156,7 @@ def config_from_args(args: argparse.Namespace):
         deterministic=args.deterministic,
         strategy=args.strategy,
         cpu_replicas=args.cpu_replicas,
+        data_service=args.data_service,
         out_dir=args.out,
         resume=args.resume,
         overwrite=args.overwrite,

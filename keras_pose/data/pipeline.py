@@ -1,12 +1,19 @@
 """`build_dataset`: a COCO-format folder to batches `model.fit` and evaluation consume.
 
-One element of the underlying dataset is one person record. A parallel ``tf.numpy_function``
-reads the image with OpenCV, draws the crop(s) (:mod:`keras_pose.data.transforms`) and warps
-pixels and keypoints with one affine; the crops and their keypoints are then unbatched (tf-cpn
-draws 4 per record, kept adjacent in a batch) and batched, and a second parallel
-``tf.numpy_function`` encodes the targets of the whole batch (:mod:`keras_pose.data.targets`)
-before prefetching. The heatmaps thus never pass through unbatch/batch (at 256x192 those of
-CPN are 7 times the bytes of the crop, those of a 2-stage MSPN 11 times).
+One element of the underlying dataset is one person record, a ``(record index, seed)`` pair.
+The samples — read the image with OpenCV, draw the crop(s) (:mod:`keras_pose.data.transforms`),
+warp pixels and keypoints with one affine, encode the targets (:mod:`keras_pose.data.targets`)
+— are made by :class:`~keras_pose.data.samples.SampleMaker`:
+
+* by default in worker processes (:mod:`keras_pose.data.workers`): chunks of about one batch
+  of records go to the workers, which return crops, targets and weights; ``rebatch`` then cuts
+  the chunks into batches exactly as unbatch/batch would (tf-cpn's 4 crops per record stay
+  adjacent). This scales with cores: the GIL of the training process is not involved;
+* with ``workers=0`` in this process: a parallel ``tf.numpy_function`` per record, unbatch and
+  batch of the crops, then one per batch for the targets (the GIL caps this near one core).
+
+Both give bit-identical batches for the same seed. With ``maker_dir`` the dataset can run on
+tf.data service workers (:mod:`keras_pose.data.service`).
 
 Bad inputs: missing images raise at load time (:mod:`keras_pose.data.coco`). An image that
 fails to decode at run time (corrupt or truncated file) is skipped — its record yields no
@@ -16,54 +23,30 @@ pass ``verify_images=True`` to decode everything up front and raise instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
 import threading
 from typing import Any, Sequence
 
-import cv2
-import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import gen_script_ops, script_ops
 
 from keras_pose.data.coco import (
-    BadImageError,
     PersonRecord,
     load_coco,
     load_coco_records,
     load_detection_records,
     read_dataset_info,
-    read_image,
 )
 from keras_pose.data.dataset_info import DatasetInfo
-from keras_pose.data.targets import make_batch_targets, target_groups, target_shapes
-from keras_pose.data.transforms import (
-    AugmentConfig,
-    apply_crop,
-    border_value_for,
-    box_to_center_size,
-    draw_crops,
-    eval_crop,
-    jitter_colors,
-    resolve_augment,
-)
+from keras_pose.data.samples import META_FIELDS, SampleMaker
+from keras_pose.data.transforms import AugmentConfig, resolve_augment
+from keras_pose.data.workers import WorkerPool, default_workers
 from keras_pose.spec import PoseSpec
 
 logger = logging.getLogger(__name__)
-
-# name -> (dtype, per-sample shape) of the evaluation metadata; see build_dataset.
-META_FIELDS = {
-    "image_id": (np.int64, ()),
-    "annotation_id": (np.int64, ()),
-    "record_index": (np.int64, ()),
-    "box": (np.float64, (4,)),
-    "center": (np.float64, (2,)),
-    "size": (np.float64, (2,)),
-    "area": (np.float64, ()),
-    "score": (np.float32, ()),
-    "matrix": (np.float64, (2, 3)),
-    "flipped": (np.bool_, ()),
-}
-
 
 class SkippedImages:
     """Thread-safe record of image files skipped at run time (logged once per file)."""
@@ -105,6 +88,7 @@ def build_dataset(
     shard: tuple[int, int] | None = None,
     score_threshold: float = 0.0,
     verify_images: bool = False,
+    workers: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of crops for a pose model, from a COCO-format keypoint file and image folder.
 
@@ -153,6 +137,10 @@ def build_dataset(
         score_threshold: minimum detector score with ``det_file``.
         verify_images: decode every image at load time and raise on a corrupt one, instead of
             skipping it at run time.
+        workers: processes that make the samples (:mod:`keras_pose.data.workers`); default:
+            one per CPU this process may use (none if it may use only one). ``0`` makes them
+            in this process through ``tf.numpy_function`` (the GIL then caps it near one
+            core).
     """
     spec = spec_of(model_or_spec)
     coco = load_coco(ann_file)
@@ -184,6 +172,7 @@ def build_dataset(
         return_meta=return_meta,
         drop_remainder=training if drop_remainder is None else drop_remainder,
         shard=shard,
+        workers=workers,
     )
 
 
@@ -210,6 +199,7 @@ def dataset_from_records(
     return_meta: bool = False,
     drop_remainder: bool = False,
     shard: tuple[int, int] | None = None,
+    workers: int | None = None,
 ) -> tf.data.Dataset:
     """:func:`build_dataset` from already loaded records (same element structure)."""
     if dataset_info.num_keypoints != spec.num_keypoints:
@@ -232,31 +222,47 @@ def dataset_from_records(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return batches_from_index_stream(
         maker, tf.data.Dataset.zip((indices, seeds)), batch_size, deterministic,
-        drop_remainder, auto_shard=shard is None,
+        drop_remainder, auto_shard=shard is None, workers=workers,
     )
 
 
 def batches_from_index_stream(
-    maker: "SampleMaker",
+    maker: SampleMaker,
     stream: tf.data.Dataset,
     batch_size: int,
     deterministic: bool = True,
     drop_remainder: bool = False,
     auto_shard: bool = True,
+    workers: int | None = None,
+    maker_dir: str | os.PathLike | None = None,
 ) -> tf.data.Dataset:
     """Decode, crop and batch a dataset of ``(record index, seed)`` int64 pairs.
 
     The tail of :func:`dataset_from_records`, for callers that choose the visiting order
     themselves (:mod:`keras_pose.training` visits records in a resumable order and skips the
     already-seen ones here, before anything is decoded). ``auto_shard=False`` turns the
-    dataset's auto-sharding off (the stream is already one worker's share).
+    dataset's auto-sharding off (the stream is already one worker's share). ``workers``: see
+    :func:`build_dataset`; both ways yield the same batches.
+
+    ``maker_dir``: make the dataset runnable by tf.data service workers
+    (:mod:`keras_pose.data.service`) — the sample maker is saved to a file in this folder
+    (which the service workers must be able to read) and named in the graph, instead of a
+    Python callback only this process knows.
     """
-    dataset = stream.map(
-        maker.tf_call, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
-    )
-    dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(maker.structure, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
+    workers = _auto_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if maker.on_skip is None:
+        maker.on_skip = SKIPPED_IMAGES.add
+    if maker_dir is not None:
+        dataset = _worker_batches(maker, stream, batch_size, deterministic, drop_remainder,
+                                  _service_call(write_maker_file(maker, maker_dir)), workers)
+    elif workers == 0:
+        dataset = _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder)
+    else:
+        pool = WorkerPool(maker.init_args(), workers, SKIPPED_IMAGES.add)
+        dataset = _worker_batches(maker, stream, batch_size, deterministic, drop_remainder,
+                                  _local_call(pool), workers)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA
@@ -266,130 +272,144 @@ def batches_from_index_stream(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-class SampleMaker:
-    """Turns ``(record index, seed)`` into the crops, targets and metadata of one record."""
+def _auto_workers() -> int:
+    """One worker process per usable CPU; none with a single CPU, where processes would only
+    add hand-offs to the same core (measured 10-20 % slower, benchmarks/data_pipeline.md)."""
+    cpus = default_workers()
+    return cpus if cpus > 1 else 0
 
-    def __init__(
-        self,
-        spec: PoseSpec,
-        records: Sequence[PersonRecord],
-        dataset_info: DatasetInfo,
-        augment: AugmentConfig | None,
-        return_meta: bool,
-    ) -> None:
-        self.spec = spec
-        self.records = list(records)
-        self.flip_indices = dataset_info.flip_indices
-        self.augment = augment
-        self.return_meta = return_meta
-        self.border_value = augment.border_value if augment else border_value_for(spec)
-        self.target_shapes = target_shapes(spec)
-        self.target_groups = target_groups(spec)
 
-    # -- numpy side ---------------------------------------------------------------------------
+def _in_process_batches(maker, stream, batch_size, deterministic, drop_remainder):
+    """One ``numpy_function`` per record, unbatch/batch, then one per batch for the targets
+    (so the heatmaps never pass through unbatch/batch)."""
+    dataset = stream.map(
+        lambda index, seed: _numpy_call(maker, [index, seed], maker.signature(), "load_crops"),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
+    )
+    dataset = dataset.unbatch().batch(batch_size, drop_remainder=drop_remainder)
 
-    def __call__(self, index: int, seed: int) -> list[np.ndarray]:
-        index = int(index)
-        record = self.records[index]
-        try:
-            image = read_image(record.image_path)
-        except (BadImageError, OSError) as error:
-            SKIPPED_IMAGES.add(record.image_path, str(error))
-            return self._empty()
-        rng = np.random.default_rng(int(seed) % (1 << 63))
-        if self.augment is None:
-            draws = [eval_crop(record.box, self.spec)]
-        else:
-            draws = draw_crops(record.box, record.keypoints, image.shape[1], self.spec,
-                               self.augment, rng)
-        samples = [self._sample(image, index, draw, rng) for draw in draws]
-        if len(samples) == 1:  # a view, not a copy
-            return [part[None] for part in samples[0]]
-        return [np.stack(parts) for parts in zip(*samples)]
+    def structure(images, *rest):
+        if maker.return_meta:
+            return _images(images), dict(zip(META_FIELDS, rest))
+        arrays = _numpy_call(maker.batch_targets, [rest[0]], maker.chunk_signature()[2:],
+                             "encode_targets")
+        return _images(images), *_targets_and_weights(maker, arrays, images.shape[0])
 
-    def _sample(self, image, index, draw, rng) -> list[np.ndarray]:
-        record = self.records[index]
-        crop, keypoints = apply_crop(image, record.keypoints, draw, self.spec,
-                                     self.flip_indices, self.border_value)
-        if self.augment is not None and self.augment.color_jitter > 0:
-            crop = jitter_colors(crop, self.augment.color_jitter, rng)
-        if self.spec.channel_order == "RGB":
-            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        parts = [crop]
-        if self.return_meta:
-            return parts + self._meta(index, draw)
-        return parts + [keypoints.astype(np.float32)]
+    return dataset.map(structure, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
 
-    def _meta(self, index: int, draw) -> list[np.ndarray]:
-        record = self.records[index]
-        aspect = self.spec.input_size[1] / self.spec.input_size[0]
-        center, size = box_to_center_size(record.box, aspect, self.spec.box_extension)
-        values = {
-            "image_id": record.image_id,
-            "annotation_id": record.annotation_id,
-            "record_index": index,
-            "box": record.box,
-            "center": center,
-            "size": size,
-            "area": size[0] * size[1],
-            "score": record.score,
-            "matrix": draw.matrix,
-            "flipped": draw.flipped,
-        }
-        return [np.asarray(values[k], dtype=dt) for k, (dt, _) in META_FIELDS.items()]
 
-    def _empty(self) -> list[np.ndarray]:
-        return [np.zeros((0, *shape), dtype) for dtype, shape in self._signature()]
+def _worker_batches(maker, stream, batch_size, deterministic, drop_remainder, call, workers):
+    """Chunks of records (about one batch each) made by worker processes, targets included,
+    then cut into batches exactly as unbatch/batch would. ``call(indices, seeds,
+    signature)`` makes the tensors of one chunk."""
+    copies = maker.augment.copies if maker.augment is not None else 1
+    records_per_task = max(1, -(-batch_size // copies))
+    dataset = stream.batch(records_per_task).map(
+        lambda indices, seeds: call(indices, seeds, maker.chunk_signature()),
+        num_parallel_calls=2 * max(1, workers), deterministic=deterministic,
+    )
+    dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    # -- TF side ------------------------------------------------------------------------------
+    def structure(images, *rest):
+        if maker.return_meta:
+            return _images(images), dict(zip(META_FIELDS, rest))
+        return _images(images), *_targets_and_weights(maker, rest[1:], images.shape[0])
 
-    def _signature(self) -> list[tuple[Any, tuple[int, ...]]]:
-        """(dtype, per-sample shape) of every array :meth:`__call__` returns, in order."""
-        signature = [(np.uint8, (*self.spec.input_size, 3))]
-        if self.return_meta:
-            return signature + list(META_FIELDS.values())
-        return signature + [(np.float32, (self.spec.num_keypoints, 3))]
+    return dataset.map(structure, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
 
-    def batch_targets(self, keypoints: np.ndarray) -> list[np.ndarray]:
-        """``(N, K, 3)`` crop keypoints -> one target array per target group, then the weights
-        of every output (the numpy side of :meth:`tf_targets`)."""
-        targets, weights = make_batch_targets(self.spec, keypoints)
-        return [targets[group.names[0]] for group in self.target_groups] + [
-            weights[name] for name in self.spec.output_names
-        ]
 
-    def tf_call(self, index: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        signature = self._signature()
-        outputs = tf.numpy_function(
-            self.__call__, [index, seed], [tf.as_dtype(dt) for dt, _ in signature],
-            stateful=False, name="load_crops",
+def _local_call(pool: WorkerPool):
+    def call(indices, seeds, signature):
+        return _numpy_call(pool.run, [indices, seeds], signature, "make_samples")
+
+    return call
+
+
+# -- tf.data service --------------------------------------------------------------------------
+# A tf.data service worker runs the dataset graph in its own process, where the client's
+# tf.numpy_function callbacks do not exist. Service datasets therefore call one callback that
+# every process importing this module registers under a fixed name, with the path of a saved
+# sample maker as input; each process builds (and caches) its own worker pool for that file.
+
+SERVICE_CALLBACK = "keras_pose.data.pipeline.make_samples_from_file"
+_SERVICE_POOLS: dict[str, WorkerPool] = {}
+_SERVICE_LOCK = threading.Lock()
+
+
+def write_maker_file(maker: SampleMaker, directory: str | os.PathLike) -> str:
+    """Save ``maker``'s arguments to ``directory/samples-<hash>.pkl`` (atomically); its path."""
+    data = pickle.dumps(maker.init_args(), protocol=pickle.HIGHEST_PROTOCOL)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(os.fspath(directory),
+                        f"samples-{hashlib.sha1(data).hexdigest()[:16]}.pkl")
+    if not os.path.exists(path):
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    return path
+
+
+def make_samples_from_file(path: bytes, indices, seeds) -> list:
+    """The :data:`SERVICE_CALLBACK`: ``SampleMaker.chunk`` of the maker saved at ``path``, by
+    this process's worker pool for it."""
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    with _SERVICE_LOCK:
+        pool = _SERVICE_POOLS.get(path)
+        if pool is None:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"sample maker file not found on this tf.data service "
+                                        f"worker: {path} (the maker_dir must be shared)")
+            with open(path, "rb") as f:
+                pool = WorkerPool(pickle.load(f), default_workers(), SKIPPED_IMAGES.add)
+            _SERVICE_POOLS[path] = pool
+    return pool.run(indices, seeds)
+
+
+def _register_service_callback() -> None:
+    # FuncRegistry holds weak references; the module keeps the function alive.
+    script_ops._py_funcs._funcs[SERVICE_CALLBACK] = make_samples_from_file
+
+
+_register_service_callback()
+
+
+def _service_call(path: str):
+    def call(indices, seeds, signature):
+        outputs = gen_script_ops.py_func_stateless(
+            input=[tf.constant(path), indices, seeds], token=SERVICE_CALLBACK,
+            Tout=[tf.as_dtype(dt) for dt, _ in signature], name="make_samples_from_file",
         )
         for tensor, (_, shape) in zip(outputs, signature):
             tensor.set_shape((None, *shape))
         return tuple(outputs)
 
-    def tf_targets(self, keypoints: tf.Tensor) -> tuple[dict, dict]:
-        """Targets and weights ``{output name: tensor}`` of a batch of crop keypoints; outputs
-        of one target group share a tensor."""
-        names = self.spec.output_names
-        outputs = tf.numpy_function(
-            self.batch_targets, [keypoints], [tf.float32] * (len(self.target_groups) + len(names)),
-            stateful=False, name="encode_targets",
-        )
-        batch = keypoints.shape[0]
-        by_name = {}
-        for tensor, group in zip(outputs, self.target_groups):
-            tensor.set_shape((batch, *self.target_shapes[group.names[0]]))
-            by_name.update(dict.fromkeys(group.names, tensor))
-        weights = outputs[len(self.target_groups):]
-        for tensor in weights:
-            tensor.set_shape((batch, self.spec.num_keypoints))
-        return {name: by_name[name] for name in names}, dict(zip(names, weights))
+    return call
 
-    def structure(self, *tensors: tf.Tensor):
-        """Flat batched tensors -> ``(images, targets, weights)`` or ``(images, meta)``."""
-        images = tf.cast(tensors[0], tf.float32)
-        if self.return_meta:
-            return images, dict(zip(META_FIELDS, tensors[1:]))
-        targets, weights = self.tf_targets(tensors[1])
-        return images, targets, weights
+
+def _numpy_call(func, inputs, signature, name) -> tuple[tf.Tensor, ...]:
+    """``tf.numpy_function`` with the per-sample shapes of ``signature`` set (batch unknown)."""
+    outputs = tf.numpy_function(func, inputs, [tf.as_dtype(dt) for dt, _ in signature],
+                                stateful=False, name=name)
+    for tensor, (_, shape) in zip(outputs, signature):
+        tensor.set_shape((None, *shape))
+    return tuple(outputs)
+
+
+def _images(images: tf.Tensor) -> tf.Tensor:
+    return tf.cast(images, tf.float32)
+
+
+def _targets_and_weights(maker: SampleMaker, arrays, batch: int | None) -> tuple[dict, dict]:
+    """Per-group targets then per-output weights -> ``{output name: tensor}`` dicts; outputs
+    of one target group share a tensor."""
+    names = maker.spec.output_names
+    groups = maker.target_groups
+    for tensor in arrays:
+        tensor.set_shape((batch, *tensor.shape[1:]))
+    by_name = {}
+    for tensor, group in zip(arrays, groups):
+        by_name.update(dict.fromkeys(group.names, tensor))
+    return {name: by_name[name] for name in names}, dict(zip(names, arrays[len(groups):]))

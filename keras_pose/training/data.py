@@ -134,10 +134,12 @@ class TrainingInput:
         num_pipelines: int = 1,
         pipeline_id: int = 0,
         num_replicas: int = 1,
+        maker_dir: str | None = None,
     ) -> tf.data.Dataset:
         """Per-replica batches of pipeline ``pipeline_id`` of ``num_pipelines`` (one per
         worker), from global step ``start_step`` on. Each step takes ``num_replicas /
-        num_pipelines`` consecutive batches of a pipeline."""
+        num_pipelines`` consecutive batches of a pipeline. ``maker_dir``: for tf.data service
+        (:func:`keras_pose.data.pipeline.batches_from_index_stream`)."""
         per_replica = self.check_batch(num_replicas)
         replicas_per_pipeline = num_replicas // num_pipelines
         records_per_step = replicas_per_pipeline * per_replica // self.copies
@@ -145,7 +147,8 @@ class TrainingInput:
         maker = SampleMaker(self.spec, self.records, self.dataset_info, self.augment,
                             return_meta=False)
         return batches_from_index_stream(maker, stream, per_replica, deterministic=True,
-                                         drop_remainder=True, auto_shard=False)
+                                         drop_remainder=True, auto_shard=False,
+                                         maker_dir=maker_dir)
 
     def distributed(self, strategy: tf.distribute.Strategy, start_step: int = 0):
         """The input of ``model.fit`` under ``strategy`` from ``start_step`` on: the plain
@@ -159,3 +162,10 @@ class TrainingInput:
                                 context.input_pipeline_id, context.num_replicas_in_sync)
 
         return strategy.distribute_datasets_from_function(per_worker)
+
+    def on_service(self, address: str, start_step: int, maker_dir: str) -> tf.data.Dataset:
+        """The plain dataset from ``start_step`` on, made by the tf.data service at
+        ``address`` (:mod:`keras_pose.data.service`; passes interleave in no fixed order)."""
+        from keras_pose.data.service import distribute
+
+        return distribute(self.dataset(start_step, maker_dir=maker_dir), address)

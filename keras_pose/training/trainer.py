@@ -119,6 +119,9 @@ class TrainConfig:
     Distribution:
         strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"``.
         cpu_replicas: split the CPU into this many logical devices for a mirrored strategy.
+        data_service: ``host:port`` of a tf.data service dispatcher whose workers make the
+            training batches (:mod:`keras_pose.data.service`; one replica; batch order and
+            exact resume are then not kept).
     Output:
         out_dir: the run folder (see the module docstring); default a new
             ``work_dirs/<model>/<timestamp>`` (``work_dirs/<model>/latest`` points at it).
@@ -162,6 +165,7 @@ class TrainConfig:
     deterministic: bool = False
     strategy: str = "auto"
     cpu_replicas: int = 0
+    data_service: str | None = None
     out_dir: str | None = None
     resume: bool = False
     overwrite: bool = False
@@ -496,12 +500,23 @@ def fit(run: Run, callbacks: list) -> None:
             logger.info("resuming epoch %d at step %d of %d", epoch + 1, done,
                         state.steps_per_epoch)
             extra = [StopAfterEpoch(epoch)]
-        data = run.inputs.distributed(run.strategy, state.global_step)
+        data = training_data(run)
         model.fit(data, epochs=state.epochs, initial_epoch=epoch,
                   steps_per_epoch=state.steps_per_epoch - done, callbacks=callbacks + extra,
                   verbose=verbose, shuffle=False)
         if not done or state.step_in_epoch:
             break  # the run is complete, or a callback stopped it
+
+
+def training_data(run: Run):
+    """The input of ``model.fit`` from the state's global step on."""
+    address, step = run.config.data_service, run.state.global_step
+    if not address:
+        return run.inputs.distributed(run.strategy, step)
+    if run.strategy.num_replicas_in_sync != 1:
+        raise ValueError("data_service supports one replica; got "
+                         f"{run.strategy.num_replicas_in_sync}")
+    return run.inputs.on_service(address, step, os.path.join(run.config.out_dir, "data_service"))
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
