@@ -1,6 +1,7 @@
 """Reusable, serializable building blocks shared by every model family."""
 
 from keras_pose.layers.basic_block import BasicBlock
+from keras_pose.layers.batch_norm import BatchNorm
 from keras_pose.layers.bottleneck import Bottleneck
 from keras_pose.layers.conv_bn import ConvBN, ConvBNBlock, LateralBlock
 from keras_pose.layers.normalization import PixelNormalization
@@ -12,6 +13,7 @@ from keras_pose.layers.upsample import BilinearUpsample, NearestUpsample2x, inte
 
 __all__ = [
     "BasicBlock",
+    "BatchNorm",
     "BilinearUpsample",
     "Bottleneck",
     "ConvBN",

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_pose.layers.batch_norm import BatchNorm
+
 
 def symmetric_padding(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """The padding PyTorch and slim's ``conv2d_same`` apply to a strided conv: k//2 each side."""
@@ -92,7 +94,7 @@ class ConvBN(ConvOptions, keras.layers.Layer):
         self.depthwise = depthwise
         self.conv = self._make_conv()
         self.bn = (
-            keras.layers.BatchNormalization(
+            BatchNorm(
                 epsilon=bn_epsilon, momentum=bn_momentum, dtype=self.dtype_policy, name="bn"
             )
             if use_bn

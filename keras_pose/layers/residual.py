@@ -15,6 +15,7 @@ from typing import Any
 
 import keras
 
+from keras_pose.layers.batch_norm import BatchNorm
 from keras_pose.layers.conv_bn import ConvOptions
 
 # Torch7's SpatialConvolution default: U(+-1/sqrt(fan_in)) (biases start at zero here).
@@ -55,8 +56,8 @@ class PreActResidual(ConvOptions, keras.layers.Layer):
         self.conv3 = self._conv(filters, 1, "conv3")
         self.skip = None
 
-    def _bn(self, name: str) -> keras.layers.BatchNormalization:
-        return keras.layers.BatchNormalization(
+    def _bn(self, name: str) -> BatchNorm:
+        return BatchNorm(
             epsilon=self.bn_epsilon, momentum=self.bn_momentum, dtype=self.dtype_policy, name=name
         )
 

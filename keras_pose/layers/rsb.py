@@ -33,6 +33,20 @@ def branch_width(in_channels: int) -> int:
     return in_channels * 26 // 64
 
 
+def split_channels(x, parts: int, training=None) -> list[Any]:
+    """``x`` cut into ``parts`` equal channel groups.
+
+    Training uses one split, whose gradient is one concatenation; static slices would each
+    backpropagate a full-size zero tensor (``StridedSliceGrad``) to be summed. Inference keeps
+    the static slices, which every runtime runs (TFLite's SPLIT is not on the GPU delegate's op
+    list). Both give the same values.
+    """
+    if training:
+        return ops.split(x, parts, axis=-1)
+    width = x.shape[-1] // parts
+    return [x[..., i * width:(i + 1) * width] for i in range(parts)]
+
+
 @keras.saving.register_keras_serializable(package="keras_pose")
 class ResidualStepsBlock(ResidualUnit):
     """The Residual Steps Block (RSB) of RSN, exactly as the released code wires it.
@@ -82,9 +96,7 @@ class ResidualStepsBlock(ResidualUnit):
     def branch_outputs(self, inputs, training=None) -> list[list[Any]]:
         """Every step's output, ``[[y11], [y21, y22], [y31, y32, y33], [y41, ..., y44]]``."""
         expanded = self.expand(inputs, training=training)
-        width = expanded.shape[-1] // NUM_BRANCHES
-        # Static slices, not ops.split: TFLite's SPLIT is not on the GPU delegate's op list.
-        splits = [expanded[..., i * width:(i + 1) * width] for i in range(NUM_BRANCHES)]
+        splits = split_channels(expanded, NUM_BRANCHES, training)
         outputs: list[list[Any]] = []
         previous_branch: list[Any] = []
         for split, branch in zip(splits, self.steps):
