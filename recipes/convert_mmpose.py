@@ -32,20 +32,20 @@ def mmpose_builders() -> dict[str, Callable[..., object]]:
     """``--model`` name -> ``builder(input_shape) -> keras-pose model`` of MMPose's graph."""
     from keras_pose.models.cpm import CPMModel
     from keras_pose.models.hourglass52 import Hourglass52Model
-    from keras_pose.models.mspn import MSPN
-    from keras_pose.models.rsn import RSN
+    from keras_pose.models.mspn import MSPNModel
+    from keras_pose.models.rsn import RSNModel
 
     builders: dict[str, Callable[..., object]] = {
-        "rsn18": lambda shape: RSN(depth=18, input_shape=shape, variant="mmpose"),
+        "rsn18": lambda shape: RSNModel(depth=18, input_shape=shape, variant="mmpose"),
         "cpm": lambda shape: CPMModel(input_shape=shape, variant="mmpose"),
         "hourglass52": lambda shape: Hourglass52Model(input_shape=shape),
     }
     for stages in (1, 2, 3, 4):
         prefix = f"{stages}x" if stages > 1 else ""
-        builders[f"{prefix}mspn50"] = lambda shape, s=stages: MSPN(
+        builders[f"{prefix}mspn50"] = lambda shape, s=stages: MSPNModel(
             num_stages=s, input_shape=shape, variant="mmpose"
         )
-        builders[f"{prefix}rsn50"] = lambda shape, s=stages: RSN(
+        builders[f"{prefix}rsn50"] = lambda shape, s=stages: RSNModel(
             depth=50, num_stages=s, input_shape=shape, variant="mmpose"
         )
     return builders

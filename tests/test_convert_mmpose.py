@@ -28,8 +28,8 @@ from keras_pose.convert.mmpose import load_mmpose_checkpoint, load_mmpose_weight
 from keras_pose.convert.mmpose_decode import decode_like_mmpose
 from keras_pose.models.cpm import CPMModel
 from keras_pose.models.hourglass52 import Hourglass52Model
-from keras_pose.models.mspn import MSPN
-from keras_pose.models.rsn import RSN
+from keras_pose.models.mspn import MSPNModel
+from keras_pose.models.rsn import RSNModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS_DIR = os.path.join(REPO, "tests", "data", "mmpose_keys")
@@ -39,12 +39,12 @@ REFERENCE_DIR = os.environ.get("KERAS_POSE_MMPOSE_REF", "")
 # fixture name -> builder(input_shape); weights do not depend on the input size, so CI builds
 # small inputs and the parity tests build MMPose's.
 BUILDERS = {
-    "rsn18": lambda shape: RSN(depth=18, input_shape=shape, variant="mmpose"),
-    "rsn50": lambda shape: RSN(depth=50, input_shape=shape, variant="mmpose"),
-    "2xrsn50": lambda shape: RSN(depth=50, num_stages=2, input_shape=shape, variant="mmpose"),
-    "mspn50": lambda shape: MSPN(num_stages=1, input_shape=shape, variant="mmpose"),
-    "2xmspn50": lambda shape: MSPN(num_stages=2, input_shape=shape, variant="mmpose"),
-    "4xmspn50": lambda shape: MSPN(num_stages=4, input_shape=shape, variant="mmpose"),
+    "rsn18": lambda shape: RSNModel(depth=18, input_shape=shape, variant="mmpose"),
+    "rsn50": lambda shape: RSNModel(depth=50, input_shape=shape, variant="mmpose"),
+    "2xrsn50": lambda shape: RSNModel(depth=50, num_stages=2, input_shape=shape, variant="mmpose"),
+    "mspn50": lambda shape: MSPNModel(num_stages=1, input_shape=shape, variant="mmpose"),
+    "2xmspn50": lambda shape: MSPNModel(num_stages=2, input_shape=shape, variant="mmpose"),
+    "4xmspn50": lambda shape: MSPNModel(num_stages=4, input_shape=shape, variant="mmpose"),
     "cpm": lambda shape: CPMModel(input_shape=shape, variant="mmpose"),
     "hourglass52": lambda shape: Hourglass52Model(input_shape=shape),
 }
@@ -181,7 +181,7 @@ def test_mismatches_are_all_listed_and_nothing_is_written():
 
 @functools.lru_cache(maxsize=None)
 def original_mspn():
-    return MSPN(num_stages=1, input_shape=(64, 32, 3))  # variant="original": convs with biases
+    return MSPNModel(num_stages=1, input_shape=(64, 32, 3))  # variant="original": convs with biases
 
 
 def test_mmpose_0x_checkpoint_keys_load():

@@ -8,7 +8,7 @@ import pytest
 
 from keras_pose.layers import BilinearUpsample, ConvBN
 from keras_pose.losses import KeypointMSE, OHKMLoss
-from keras_pose.models.cpn import CPN, CPN50, CPN101, cpn_spec, tfcpn_variable_name
+from keras_pose.models.cpn import CPN50, CPN101, CPNModel, cpn_spec, tfcpn_variable_name
 from tests.model_checks import (
     all_params,
     check_jax_backend,
@@ -23,20 +23,20 @@ GLOBAL_NAMES = ["global_c2", "global_c3", "global_c4", "global_c5"]
 
 
 @functools.lru_cache(maxsize=None)
-def small_cpn50() -> CPN:
+def small_cpn50() -> CPNModel:
     """CPN-50 at 128x96 (every layer of the full model, a quarter of its pixels)."""
     return CPN50(input_shape=SMALL)
 
 
 @functools.lru_cache(maxsize=None)
-def full_cpn50() -> CPN:
+def full_cpn50() -> CPNModel:
     return CPN50(compile=False)
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_cpn18() -> CPN:
+def tiny_cpn18() -> CPNModel:
     """The smallest CPN (ResNet-18 trunk, 64x48, 5 keypoints) with non-default BN constants."""
-    return CPN(
+    return CPNModel(
         backbone="resnet18",
         input_shape=(64, 48, 3),
         num_keypoints=5,
@@ -215,11 +215,11 @@ def test_backbone_name_and_input_checks():
     assert model.get_layer("block1_unit_1").__class__.__name__ == "BasicBlock"
     assert small_cpn50().name == "cpn50"
     with pytest.raises(ValueError, match="backbone"):
-        CPN(backbone="vgg16")
+        CPNModel(backbone="vgg16")
     with pytest.raises(ValueError, match="static"):
-        CPN(input_shape=(None, None, 3))
+        CPNModel(input_shape=(None, None, 3))
     with pytest.raises(ValueError, match="multiples of 4"):
-        CPN(input_shape=(130, 96, 3))
+        CPNModel(input_shape=(130, 96, 3))
 
 
 def test_builder_loads_weights_saved_at_another_size(tmp_path):

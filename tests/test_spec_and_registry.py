@@ -5,7 +5,7 @@ import pytest
 
 from keras_pose.losses import KeypointMSE, OHKMLoss
 from keras_pose.models import FAMILIES, MODELS, build_model, load_model
-from keras_pose.models.rsn import RSN
+from keras_pose.models.rsn import RSNModel
 from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 
 
@@ -87,7 +87,7 @@ def test_builder_compiles_with_the_family_losses():
 
 
 def test_a_model_built_from_its_class_compiles_itself_on_first_training_step():
-    model = RSN(depth=18, input_shape=(64, 64, 3), num_keypoints=9)
+    model = RSNModel(depth=18, input_shape=(64, 64, 3), num_keypoints=9)
     assert not model.compiled
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     y = {name: np.zeros((2, 16, 16, 9), np.float32) for name in model.spec.output_names}

@@ -4,7 +4,8 @@ Person boxes (the ground truth's, score 1, or a detector's) -> :class:`Predictor
 optional flip test, decode, back to image pixels) -> person score -> per-image NMS -> results
 json -> ``pycocotools`` COCOeval with the dataset's sigmas.
 
-Faithful defaults per family (``nms="auto"``, ``keypoint_threshold="auto"``):
+Faithful defaults per family (``nms="auto"``, ``keypoint_threshold="auto"``), from the
+family's :class:`~keras_pose.profiles.FamilyProfile`:
 
 * CPN, MSPN, RSN: no NMS of any kind and person score = box score x plain mean of the
   keypoint scores, as tf-cpn ``mptest.py`` and MSPN/RSN ``test.py`` do (MMPose's MSPN/RSN
@@ -34,23 +35,27 @@ from keras_pose.data.dataset_info import DatasetInfo
 from keras_pose.data.transforms import box_to_center_size
 from keras_pose.evaluation.coco_eval import coco_keypoint_ap
 from keras_pose.evaluation.nms import DEFAULT_THRESHOLD, NMS_MODES, suppress
-from keras_pose.evaluation.rescoring import DEFAULT_KEYPOINT_THRESHOLD, instance_scores
+from keras_pose.evaluation.rescoring import instance_scores
 from keras_pose.evaluation.results import make_results, write_results
+from keras_pose.profiles import MMPOSE_KEYPOINT_THRESHOLD, MMPOSE_NMS, PROFILES
 from keras_pose.spec import PoseSpec
 
 AUTO = "auto"
-ORIGINAL_PROTOCOL_FAMILIES = ("cpn", "mspn", "rsn")  # evaluated by their authors on COCO
 RESULTS_FILE_NAME = "person_keypoints_results.json"
 
 
 def default_nms(family: str) -> str:
-    """``"none"`` for CPN/MSPN/RSN (their originals), ``"oks"`` otherwise (MMPose)."""
-    return "none" if family in ORIGINAL_PROTOCOL_FAMILIES else "oks"
+    """The family profile's NMS: ``"none"`` for CPN/MSPN/RSN (their originals), ``"oks"``
+    for the others (MMPose); ``"oks"`` for a family without a profile."""
+    profile = PROFILES.get(family)
+    return profile.evaluation.nms if profile else MMPOSE_NMS
 
 
 def default_keypoint_threshold(family: str) -> float | None:
-    """``None`` (plain mean) for CPN/MSPN/RSN, MMPose's 0.2 otherwise."""
-    return None if family in ORIGINAL_PROTOCOL_FAMILIES else DEFAULT_KEYPOINT_THRESHOLD
+    """The family profile's rescoring threshold: ``None`` (plain mean) for CPN/MSPN/RSN,
+    MMPose's 0.2 for the others and for a family without a profile."""
+    profile = PROFILES.get(family)
+    return profile.evaluation.keypoint_threshold if profile else MMPOSE_KEYPOINT_THRESHOLD
 
 
 def crop_areas(boxes: np.ndarray, spec: PoseSpec) -> np.ndarray:
