@@ -397,3 +397,64 @@ def family_of(model_name: str) -> str:
         if model_name in profile.model_names:
             return profile.family
     raise ValueError(f"no family lists the model {model_name!r}")
+
+
+def describe_augmentation(fields: Mapping[str, Any]) -> str:
+    """A short description of ``AugmentConfig`` fields (for the README's family table)."""
+    if fields.get("scheme") == "cpn":
+        parts = ["4 crops per person (zoom, its crop flip, 2 rotations)"]
+    else:
+        parts = []
+    box = fields.get("box_extension", (1.25, 1.25))
+    parts.append(f"box x{box[0]:.4g}/{box[1]:.4g}")
+    extra = fields.get("random_extension", (0.0, 0.0))
+    if any(extra):
+        parts.append(f"+U(0,{extra[0]:g})/U(0,{extra[1]:g})")
+    low, high = fields.get("scale", (1.0, 1.0))
+    parts.append(f"scale {fields.get('scale_mode', 'uniform')} ({low:.3g}, {high:.3g})")
+    if fields.get("rotation"):
+        always = fields.get("scheme") == "cpn"  # its two rotated copies always rotate
+        probability = "" if always else f" p {fields.get('rotation_prob', 0.0):g}"
+        parts.append(f"rotation {fields.get('rotation_mode', 'uniform')} "
+                     f"{fields['rotation']:g}{probability}")
+    if fields.get("flip_prob"):
+        parts.append(f"flip {fields.get('flip_space', 'image')} p {fields['flip_prob']:g}")
+    if fields.get("half_body_prob"):
+        parts.append(f"half body p {fields['half_body_prob']:g}")
+    if fields.get("color_jitter"):
+        parts.append(f"colour x U(1 +- {fields['color_jitter']:g})")
+    return "; ".join(parts)
+
+
+def describe_border(border_value: Any) -> str:
+    values = [float(v) for v in border_value]
+    if len(set(values)) == 1:
+        return f"{values[0]:g}"
+    return "BGR mean (" + ", ".join(f"{v:.1f}" for v in values) + ")"
+
+
+def describe_rescoring(keypoint_threshold: float | None) -> str:
+    if keypoint_threshold is None:
+        return "box x mean keypoint score"
+    return f"box x mean keypoint score > {keypoint_threshold:g}"
+
+
+def families_table() -> str:
+    """The README's table of every family's profile."""
+    lines = [
+        "| family | models | optimizer | schedule | training augmentation | border | NMS "
+        "| person score | flip test |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for profile in PROFILES.values():
+        augmentation = describe_augmentation(profile.augment_fields(profile.box_extension))
+        protocol = profile.evaluation
+        lines.append(
+            f"| {profile.family} | {', '.join(profile.model_names)} "
+            f"| {profile.training.optimizer} {profile.training.learning_rate:g} "
+            f"| {profile.training.schedule} | {augmentation} "
+            f"| {describe_border(profile.border_value)} | {protocol.nms} "
+            f"| {describe_rescoring(protocol.keypoint_threshold)} "
+            f"| {'yes' if protocol.flip_test else 'no'} |"
+        )
+    return "\n".join(lines)

@@ -27,7 +27,9 @@ def check_outputs(model: PoseModel, expected: dict[str, tuple[int, int]]) -> dic
     assert list(outputs) == model.spec.output_names
     for name, (h, w) in expected.items():
         assert tuple(outputs[name].shape) == (len(x), h, w, model.spec.num_keypoints), name
-        assert model.get_layer(name) is not None, f"no layer named after output {name!r}"
+        assert model.get_layer(name).output is model.output[name], (
+            f"output {name!r} is not the output of the layer named {name!r}"
+        )
     return outputs
 
 
