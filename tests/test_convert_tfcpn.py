@@ -4,7 +4,7 @@ where its name says, and the Keras model matches an independent raw-TF re-implem
 tf-cpn's graph run on the checkpoint's tensors.
 
 The original graph itself (tf-cpn's network.py on tf_slim) is not available here; the reference
-below is written from tf-cpn's source structure (``originals.md`` §1, §8), not from our model."""
+below is written from tf-cpn's source structure (``docs/provenance.md#cpn``, ``#tfcpn-graph``), not from our model."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def caffe_pool_reference(x: np.ndarray, kernel: int, stride: int, reduce) -> np.
 
 
 def test_parameter_count_matches_the_original_mpii_model():
-    # originals.md 4.1: 31.2M parameters for the 6-stage model with 15 output channels
+    # docs/provenance.md#cpm: 31.2M parameters for the 6-stage model with 15 output channels
     model = CPMModel(num_keypoints=15, input_shape=(368, 368, 3))
     assert trainable_params(model) == pytest.approx(31.2e6, rel=0.005)
     assert len(model.non_trainable_weights) == 0  # no BatchNorm anywhere

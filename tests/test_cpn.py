@@ -52,7 +52,7 @@ def batch_norms(model):
 
 
 def test_cpn50_parameters_equal_the_tf_cpn_graph():
-    # originals.md §8: the tf-cpn res50 256x192 graph has 27,009,770 trainable parameters;
+    # docs/provenance.md#tfcpn-graph: the tf-cpn res50 256x192 graph has 27,009,770 trainable parameters;
     # its 446 variables (tfcpn_res50_variables.tsv) hold 27,074,836 values with BN statistics.
     model = full_cpn50()
     assert trainable_params(model) == 27_009_770
@@ -60,7 +60,7 @@ def test_cpn50_parameters_equal_the_tf_cpn_graph():
 
 
 def test_cpn101_parameters():
-    # ResNet-101 adds 17 bottleneck units of width 1024 to block3 (originals.md §6.6: 46.0M).
+    # ResNet-101 adds 17 bottleneck units of width 1024 to block3 (docs/provenance.md#counts: 46.0M).
     model = CPN101(compile=False)
     unit = 2 * (1024 * 256) + 9 * 256 * 256 + 2 * (2 * 256) + 2 * 1024
     assert trainable_params(model) == 27_009_770 + 17 * unit

@@ -79,7 +79,7 @@ def test_pre_activation_residual_serializes():
 
 
 def test_parameter_count_matches_the_original_8_stack_network():
-    # originals.md 5.1: 25.4M parameters for 8 stacks, 256 features, 16 MPII joints
+    # docs/provenance.md#hourglass: 25.4M parameters for 8 stacks, 256 features, 16 MPII joints
     model = StackedHourglassModel(num_stacks=8, num_keypoints=16)
     assert trainable_params(model) == pytest.approx(25.4e6, rel=0.005)
 

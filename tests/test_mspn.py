@@ -15,7 +15,7 @@ from keras_pose.layers import BilinearUpsample
 from keras_pose.models.mspn import MSPNModel, multi_stage_spec, output_names
 
 # MMPose 1.3.2, measured (td-hm_mspn50 / 2x / 3x / 4x, 256x192): MMPose's convs before BN have
-# no bias; the original's (nn.Conv2d default) do. originals.md §6.6: analytic counts of the
+# no bias; the original's (nn.Conv2d default) do. docs/provenance.md#counts: analytic counts of the
 # original code, conv biases included.
 MSPN_PARAMS = {  # stages: (MMPose, originals' analytic)
     1: (25_112_264, 25.1e6),

@@ -21,7 +21,7 @@ from keras_pose.models.mspn import output_names
 from keras_pose.models.rsn import RSN18, RSN50, RSNModel
 
 # (depth, stages): (MMPose 1.3.2 measured, PRM off, 256x192 — no conv biases;
-#                   the original's count with conv biases: originals.md §6.6 / §6.5)
+#                   the original's count with conv biases: docs/provenance.md#counts)
 RSN_PARAMS = {
     (18, 1): (9_144_936, 9.16e6),
     (50, 1): (19_328_584, 19.4e6),
