@@ -81,7 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--det-file", help="person detections (COCO results json); "
                                            "default: ground-truth boxes")
     parser.add_argument("--det-score-threshold", type=float, default=0.0)
-    parser.add_argument("--no-flip", action="store_true", help="disable flip test")
+    parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
+                        help="disable the flip test (on by default where the family used it)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--nms", default="auto", choices=["auto", "none", "oks", "soft_oks"])
     parser.add_argument("--nms-threshold", type=float, default=0.9)
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         paths["image_dir"],
         det_file=args.det_file,
         det_score_threshold=args.det_score_threshold,
-        flip_test=not args.no_flip,
+        flip_test=False if args.no_flip else None,
         batch_size=args.batch_size,
         nms=args.nms,
         nms_threshold=args.nms_threshold,
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_metrics(metrics))
     print(f"{metrics['num_results']} poses on {metrics['num_images']} images "
           f"({metrics['num_boxes']} boxes, nms={metrics['nms']}, "
-          f"flip={not args.no_flip}); results: {metrics['results_file']}")
+          f"flip_test={not args.no_flip and model.spec.flip_test}); results: {metrics['results_file']}")
     if args.metrics_json:
         from keras_pose.evaluation.results import write_json_atomic
 

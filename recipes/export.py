@@ -3,7 +3,7 @@
     python recipes/export.py --format saved_model|litert|onnx|all
         [--model rsn18 | --keras FILE] [--weights FILE] [--input-size H W]
         [--quantize float16|int8] [--out DIR] [--name NAME --version N]
-        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip] [--keypoints-from ANN_FILE]
+        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip-test] [--keypoints-from ANN_FILE]
 
 Examples::
 
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
     parser.add_argument("--name", help="model name (default: --model, or the model's name)")
     parser.add_argument("--version", type=int, default=1, help="SavedModel version (default 1)")
-    parser.add_argument("--no-flip", action="store_true", help="no flip test in predict_image")
+    parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
+                        help="no flip test in predict_image")
     parser.add_argument("--keypoints-from", metavar="ANN_FILE",
                         help="COCO annotation file giving the left/right pairs (default COCO-17)")
     return parser
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = []
     if "saved_model" in formats:
         flip, indices = flip_indices(model, args)
-        written.append(export.saved_model(model, folder, version=args.version, flip=flip, flip_indices=indices))
+        written.append(export.saved_model(model, folder, version=args.version, flip_test=flip, flip_indices=indices))
         written.append(export.add_to_models_config(args.out, name))
     if "litert" in formats:
         suffix = f"-{args.quantize}" if args.quantize else ""

@@ -41,6 +41,7 @@ from keras_pose.profiles import MMPOSE_KEYPOINT_THRESHOLD, MMPOSE_NMS, PROFILES
 from keras_pose.spec import PoseSpec
 
 AUTO = "auto"
+DEFAULT_BATCH_SIZE = 32
 RESULTS_FILE_NAME = "person_keypoints_results.json"
 
 
@@ -119,15 +120,21 @@ def _records(ann_file, image_dir, det_file, dataset_info, det_score_threshold):
 
 
 def _predictor_and_spec(model: Any, dataset_info, flip_test, batch_size):
-    """A :class:`Predictor` for a model; an object that already has ``predict_many`` is used
-    as it is (its own flip test and batch size)."""
+    """A :class:`Predictor` for a model. An object that already has ``predict_many`` (a
+    ``Predictor``, or a test oracle) is used as it is: it carries its own flip test and batch
+    size, so passing either here is an error rather than silently ignored."""
     if hasattr(model, "predict_many"):
+        given = [n for n, v in (("flip_test", flip_test), ("batch_size", batch_size))
+                 if v is not None]
+        if given:
+            raise ValueError(f"evaluate_coco got a predictor and {', '.join(given)}: set them on "
+                             "the Predictor, or pass the model")
         spec = getattr(model, "spec", None) or model.model.spec
         return model, spec
     from keras_pose.inference.predictor import Predictor
 
     predictor = Predictor(model, dataset_info=dataset_info, flip_test=flip_test,
-                          batch_size=batch_size)
+                          batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
     return predictor, model.spec
 
 
@@ -142,8 +149,8 @@ def evaluate_coco(
     ann_file: str | os.PathLike,
     image_dir: str | os.PathLike,
     det_file: str | os.PathLike | None = None,
-    flip_test: bool | None = True,
-    batch_size: int = 32,
+    flip_test: bool | None = None,
+    batch_size: int | None = None,
     dataset_info: DatasetInfo | None = None,
     nms: str = AUTO,
     nms_threshold: float = DEFAULT_THRESHOLD,
@@ -157,13 +164,14 @@ def evaluate_coco(
 
     Args:
         model: a :class:`~keras_pose.models.base.PoseModel` (or a ready predictor: an object
-            with ``predict_many`` and ``spec``; then ``flip_test``/``batch_size`` are its own).
+            with ``predict_many`` and ``spec``, which keeps its own flip test and batch size).
         ann_file: COCO keypoints json of the split (e.g. ``person_keypoints_val2017.json``).
         image_dir: folder of its images.
         det_file: a detector's person boxes (COCO results json); ``None`` uses the ground-truth
             boxes with score 1.
-        flip_test: average with the flipped crop (``None``: the spec's protocol).
-        batch_size: crops per model call.
+        flip_test: average with the flipped crop; ``None`` (default) follows
+            ``model.spec.flip_test``, the family's protocol.
+        batch_size: crops per model call (default 32).
         dataset_info: keypoint set (flip pairs, sigmas); default read from ``ann_file``.
         nms: ``"auto"`` (by family, see the module doc), ``"none"``, ``"oks"`` or ``"soft_oks"``.
         nms_threshold: OKS-NMS threshold (soft-OKS-NMS: the Gaussian's ``sigma``).
