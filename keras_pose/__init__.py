@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from keras_pose.version import __version__
+from keras_pose.version import __version__ as __version__
 
 SUBMODULES = (
     "backbones",

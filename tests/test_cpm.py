@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, trainable_params
+from model_checks import check_outputs, trainable_params
 
 from keras_pose.models.cpm import CPM, CPMModel, caffe_max_pool, center_map
 
@@ -108,12 +108,6 @@ def test_spec_and_preprocessing():
     crop[..., 0], crop[..., 2] = 128.0, 255.0
     out = normalize.predict(crop, verbose=0)[0, 0, 0]
     np.testing.assert_allclose(out, [0.0, -0.5, 127.0 / 256.0], atol=1e-6)
-
-
-def test_keras_file_round_trip_and_jax_backend(tmp_path):
-    model = CPMModel(num_stages=2, input_shape=(64, 48, 3), num_keypoints=5)
-    path = check_keras_roundtrip(model, tmp_path)
-    check_jax_backend(path, tmp_path, module="keras_pose.models.cpm")
 
 
 def test_builder_compiles_trains_one_step_and_loads_weights(tmp_path):

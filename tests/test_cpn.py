@@ -11,8 +11,6 @@ from keras_pose.losses import KeypointMSE, OHKMLoss
 from keras_pose.models.cpn import CPN50, CPN101, CPNModel, cpn_spec, tfcpn_variable_name
 from tests.model_checks import (
     all_params,
-    check_jax_backend,
-    check_keras_roundtrip,
     check_outputs,
     random_crops,
     trainable_params,
@@ -199,14 +197,6 @@ def test_one_training_step_gives_a_finite_loss():
     history = model.fit(x, y, sample_weight=weights, batch_size=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert not np.array_equal(model.get_layer("heatmaps").conv.kernel.numpy(), before)
-
-
-def test_keras_round_trip_and_jax_backend(tmp_path):
-    model = tiny_cpn18()
-    path = check_keras_roundtrip(model, tmp_path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.get_config() == model.get_config()
-    check_jax_backend(path, tmp_path, module="keras_pose.models.cpn")
 
 
 def test_backbone_name_and_input_checks():

@@ -1,5 +1,6 @@
 """Every registry name trains, augments and evaluates as its family's profile says, and the
-README's tables say the same (parsed from README.md, not regenerated)."""
+README's tables say the same (parsed from README.md, not regenerated). ``check_profile`` runs
+for every registry name in the model battery (``test_models.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 
 import keras
 import pytest
+
+from model_checks import build_small
 
 import keras_pose
 from keras_pose.data.transforms import augment_config_for, border_value_for
@@ -27,10 +30,6 @@ from keras_pose.training import WarmupLinearDecay, WarmupMultiStep, make_optimiz
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SCHEDULE_TYPES = {"constant": float, "warmup_linear": WarmupLinearDecay,
                   "multistep": WarmupMultiStep}
-# the smallest inputs and family arguments that build each registry name quickly
-SMALL_INPUT = {"cpm": (32, 32, 3), "hourglass": (64, 64, 3), "hourglass52": (128, 128, 3),
-               "tiny": (16, 16, 3)}
-SMALL_ARGS = {"cpm": {"num_stages": 2}, "hourglass": {"num_stacks": 1, "num_features": 16}}
 
 
 def readme_table(header_start: str) -> list[list[str]]:
@@ -49,20 +48,15 @@ def family_rows() -> dict[str, list[str]]:
     return {row[0]: row for row in readme_table("| family | models | optimizer |")}
 
 
-def build_small(name: str) -> keras_pose.PoseModel:
-    return MODELS[name](input_shape=SMALL_INPUT.get(name, (64, 64, 3)), num_keypoints=3,
-                        compile=False, **SMALL_ARGS.get(name, {}))
-
-
 def test_every_registry_name_has_a_profile_listing_it():
     listed = sorted(name for profile in PROFILES.values() for name in profile.model_names)
     assert listed == sorted(MODELS)
     assert set(FAMILIES.values()) == set(PROFILES)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_model_follows_its_profile_and_the_readme(name):
-    model = build_small(name)
+def check_profile(name: str, model: keras_pose.PoseModel) -> None:
+    """``model`` (built by the registry's ``name``) trains, augments and evaluates as its
+    family's profile says, and the README's family table says the same."""
     spec, profile = model.spec, profile_for(FAMILIES[name])
     row = family_rows()[spec.family]
     assert spec.family == profile.family and name in row[1].split(", ")
@@ -87,6 +81,7 @@ def test_model_follows_its_profile_and_the_readme(name):
     expected = SCHEDULE_TYPES[row[3]]
     if expected is float:
         assert row[3] == profile.training.schedule == "constant"
+        assert not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
     else:
         assert isinstance(schedule, expected) and row[3] == profile.training.schedule
 

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, random_crops
+from model_checks import check_outputs, random_crops
 from test_mspn import (
     check_bn_and_bias,
     check_parameter_counts,
@@ -104,11 +104,6 @@ def test_spec_and_config(small_rsn):
         "use_prm": True,
         "input_shape": [128, 96, 3],
     }
-
-
-def test_keras_round_trip_and_jax(small_rsn, tmp_path):
-    path = check_keras_roundtrip(small_rsn, tmp_path)
-    check_jax_backend(path, tmp_path, module="keras_pose.models.rsn")
 
 
 def test_builders_train_one_step_and_load_weights(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_pose.losses import KeypointMSE, OHKMLoss
-from keras_pose.models import FAMILIES, MODELS, build_model, load_model
+from keras_pose.models import MODELS, build_model, load_model
 from keras_pose.models.rsn import RSNModel
 from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 

@@ -6,15 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_pose.models import FAMILIES, MODELS, TinyPoseModel
+from keras_pose.models import TinyPoseModel
 from keras_pose.training import (
-    PUBLISHED,
     RECIPES,
     WarmupLinearDecay,
     WarmupMultiStep,
     make_optimizer,
     make_schedule,
-    readme_table,
 )
 
 
@@ -127,13 +125,3 @@ def test_optimizer_is_the_family_default_with_the_schedule():
     assert isinstance(tiny, keras.optimizers.Adam)
 
 
-def test_every_model_has_a_recipe_and_the_readme_table_lists_the_published_ones():
-    assert sorted(FAMILIES) == sorted(MODELS)
-    for name, family in FAMILIES.items():
-        assert family in RECIPES, name
-    table = readme_table()
-    for name, published in PUBLISHED.items():
-        assert name in MODELS
-        assert f"| {name} |" in table
-        if published.ap is not None:
-            assert f"{published.ap:.1f}" in table
