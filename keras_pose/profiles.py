@@ -269,7 +269,7 @@ MSPN = FamilyProfile(
 RSN = dataclasses.replace(
     MSPN,
     family="rsn",
-    # "tiny" (TinyPoseNet) stands in for RSN by default: its targets, augmentation, recipe
+    # "tiny" (TinyPoseModel) stands in for RSN by default: its targets, augmentation, recipe
     model_names=("rsn18", "rsn50", "2xrsn50", "3xrsn50", "4xrsn50", "tiny"),
     training=dataclasses.replace(
         _MEGVII_TRAINING,
