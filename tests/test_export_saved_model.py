@@ -210,7 +210,10 @@ def test_failed_check_keeps_the_previous_version(exported, monkeypatch):
 
 def test_flip_needs_flip_indices_beyond_coco():
     with pytest.raises(ValueError, match="flip_indices"):
-        saved_model(tiny_model(), "unused", flip=True)
+        saved_model(tiny_model(), "unused", flip_test=True)
+    with pytest.warns(DeprecationWarning, match="flip_test"), \
+            pytest.raises(ValueError, match="flip_indices"):
+        saved_model(tiny_model(), "unused", flip=True)  # the former name still works
 
 
 @pytest.mark.parametrize("family", FAMILIES)

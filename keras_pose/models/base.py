@@ -6,8 +6,9 @@ same graph and the spec travels with the weights. What a family is beyond its gr
 augmentation, evaluation protocol) is its :class:`~keras_pose.profiles.FamilyProfile`, found
 through ``spec.family``.
 
-Also here, what every family's builder shares: :func:`check_input_shape`,
-:func:`check_variant` and :func:`finish_builder`.
+Also here, what every family's builder shares: the argument checks (:func:`check_input_shape`,
+:func:`check_variant`, :func:`check_positive`), :func:`finish_builder` (weights, compile),
+:func:`keyword_builder` and the deprecation helpers for the former names.
 """
 
 from __future__ import annotations
