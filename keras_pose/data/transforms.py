@@ -11,19 +11,11 @@ coordinates back with :func:`invert_matrix`.
 ``[0, W] x [0, H]`` of the crop, so ``center`` lands on ``(W / 2, H / 2)``.
 
 **Augmentation** composes matrices (one interpolation per crop). :class:`AugmentConfig` holds
-every knob; :func:`augment_config_for` gives each family's original recipe (its
-:class:`~keras_pose.profiles.FamilyProfile`):
-
-* ``cpn`` (tf-cpn): 4 samples per annotation drawn together — a zoom crop, its horizontal flip,
-  and two rotations of the zoom crop; box ``spec.box_extension x 1.25``; zoom
-  ``min(1, U(0.7, 1.35) / 1.25)``; rotations ``U(-45, 45)``; border = BGR pixel mean.
-* ``mspn`` / ``rsn``: box ``x 1.05``, then ``x (1 + U(0,1) 0.6, 1 + U(0,1) 0.8)``; half-body with
-  p 0.3; scale ``U(0.6, 1.0)`` (= 0.8 U(0.75, 1.25)); rotation ``U(-45, 45)`` with p 0.5;
-  image flip with p 0.5; border 0.
-* ``hourglass``: scale ``2^clip(N(0, 0.25), +-0.5)``; rotation ``clip(N(0, 30), +-60)`` with
-  p 0.4; crop flip p 0.5; per-channel colour ``x U(0.6, 1.4)``; border 0.
-* ``cpm``: image scale ``U(0.7, 1.3)`` (box ``/ U(0.7, 1.3)``); rotation ``U(-40, 40)``;
-  image flip p 0.5; border 128.
+every knob; :func:`augment_config_for` gives each family's original recipe, the ``augmentation``
+of its :class:`~keras_pose.profiles.FamilyProfile` (the README's family table lists them):
+tf-cpn's four crops per draw (a zoom, its crop flip, two rotations), MSPN/RSN's random box
+extension and half-body crops, the hourglass' log-normal scale and colour jitter, CPM's image
+scale, each with its own border fill.
 
 A flip mirrors ``x -> W - 1 - x`` (``W`` = image width for an image flip, crop width for a crop
 flip) and swaps left/right channels. Keypoints that land outside ``[0, W-1] x [0, H-1]`` of the
