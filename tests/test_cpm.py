@@ -125,7 +125,8 @@ def test_builder_compiles_trains_one_step_and_loads_weights(tmp_path):
     assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0
     path = str(tmp_path / "cpm.weights.h5")
     model.save_weights(path)
-    loaded = CPM(2, (64, 48, 3), num_keypoints=4, weights=path, compile=False)
+    loaded = CPM(num_stages=2, input_shape=(64, 48, 3), num_keypoints=4, weights=path,
+                 compile=False)
     assert not loaded.compiled
     np.testing.assert_array_equal(
         loaded.predict(crops, verbose=0)["heatmaps"], model.predict(crops, verbose=0)["heatmaps"]
