@@ -71,7 +71,7 @@ def write_exports(model, folder: str) -> tuple[dict[str, str], dict[str, str]]:
 
     shape = (16, *model.spec.input_size, 3)
     calibration = np.random.default_rng(1).uniform(0, 255, shape).astype("float32")
-    attempt("SavedModel", lambda: export.saved_model(model, os.path.join(folder, "saved_model"), flip=False))
+    attempt("SavedModel", lambda: export.saved_model(model, os.path.join(folder, "saved_model"), flip_test=False))
     with export.LiteRTConverter(model) as converter:
         for path_name, quantize in LITERT.items():
             # int8 of random weights calibrated on random crops is only timed here; its accuracy

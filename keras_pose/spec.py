@@ -92,7 +92,8 @@ class PoseSpec:
     """Everything downstream code needs to know about a pose model.
 
     Args:
-        family: ``"cpn"``, ``"mspn"``, ``"rsn"``, ``"cpm"`` or ``"hourglass"``.
+        family: ``"cpn"``, ``"mspn"``, ``"rsn"``, ``"cpm"``, ``"hourglass"`` or ``"hourglass52"``:
+            the name of its :class:`~keras_pose.profiles.FamilyProfile`.
         input_size: ``(height, width)`` of the crop the model takes.
         num_keypoints: K.
         channel_order: ``"BGR"`` or ``"RGB"``: what the model expects of its 0..255 input.

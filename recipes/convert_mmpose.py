@@ -21,34 +21,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_SIZES = {"cpm": (256, 192), "hourglass52": (256, 256)}
 
 
-def mmpose_builders() -> dict[str, Callable[..., object]]:
-    """``--model`` name -> ``builder(input_shape) -> keras-pose model`` of MMPose's graph."""
-    from keras_pose.models.cpm import CPMModel
-    from keras_pose.models.hourglass52 import Hourglass52Model
-    from keras_pose.models.mspn import MSPN
-    from keras_pose.models.rsn import RSN
+def build_mmpose_graph(name: str, input_size: Sequence[int]) -> object:
+    """The keras-pose model of MMPose's graph for ``--model`` (every builder takes
+    ``variant``; Hourglass-52 exists only as MMPose's)."""
+    from keras_pose.models import build_model
 
-    builders: dict[str, Callable[..., object]] = {
-        "rsn18": lambda shape: RSN(depth=18, input_shape=shape, variant="mmpose"),
-        "cpm": lambda shape: CPMModel(input_shape=shape, variant="mmpose"),
-        "hourglass52": lambda shape: Hourglass52Model(input_shape=shape),
-    }
-    for stages in (1, 2, 3, 4):
-        prefix = f"{stages}x" if stages > 1 else ""
-        builders[f"{prefix}mspn50"] = lambda shape, s=stages: MSPN(
-            num_stages=s, input_shape=shape, variant="mmpose"
-        )
-        builders[f"{prefix}rsn50"] = lambda shape, s=stages: RSN(
-            depth=50, num_stages=s, input_shape=shape, variant="mmpose"
-        )
-    return builders
+    return build_model(name, input_shape=(*input_size, 3), variant="mmpose", compile=False)
 
 
 MODEL_NAMES = (
@@ -77,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = tuple(args.input_size or DEFAULT_SIZES.get(args.model, (256, 192)))
     try:
         state_dict = read_torch_state_dict(args.checkpoint)  # fail fast, before building
-        model = mmpose_builders()[args.model]((*size, 3))
+        model = build_mmpose_graph(args.model, size)
         count = load_mmpose_weights(model, state_dict, description=args.checkpoint)
     except (WeightMappingError, FileNotFoundError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

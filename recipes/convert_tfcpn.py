@@ -41,11 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_tf_checkpoint,
         save_weights_atomic,
     )
-    from keras_pose.models.cpn import CPN
+    from keras_pose.models.cpn import CPNModel
 
     try:
         tensors = read_tf_checkpoint(args.checkpoint)  # fail fast, before building the model
-        model = CPN(
+        model = CPNModel(
             depth=DEPTHS[args.model],
             input_shape=(*args.input_size, 3),
             num_keypoints=args.num_keypoints,

@@ -104,7 +104,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="OKS sigma of every keypoint when the keypoint set has none "
                              "(otherwise such a set is refused)")
     parser.add_argument("--det-score-threshold", type=finite_float, default=0.0)
-    parser.add_argument("--no-flip", action="store_true", help="disable flip test")
+    parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
+                        help="disable the flip test (on by default where the family used it)")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--nms", default="auto", choices=["auto", "none", "oks", "soft_oks"])
     parser.add_argument("--nms-threshold", type=positive_float, default=0.9)
@@ -127,7 +128,7 @@ def run_evaluation(model, paths: dict[str, str], args: argparse.Namespace) -> di
         paths["image_dir"],
         det_file=args.det_file,
         det_score_threshold=args.det_score_threshold,
-        flip_test=not args.no_flip,
+        flip_test=False if args.no_flip else None,
         batch_size=args.batch_size,
         nms=args.nms,
         nms_threshold=args.nms_threshold,
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"count as missed): {', '.join(metrics['skipped_images'][:5])}")
     print(f"{metrics['num_results']} poses on {metrics['num_images']} images "
           f"({metrics['num_boxes']} boxes, nms={metrics['nms']}, "
-          f"flip={not args.no_flip}); results: {metrics['results_file']}")
+          f"flip_test={not args.no_flip and model.spec.flip_test}); results: {metrics['results_file']}")
     if args.metrics_json:
         from keras_pose.utils.atomic import write_json
 

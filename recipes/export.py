@@ -3,7 +3,7 @@
     python recipes/export.py --format saved_model|litert|onnx|all
         [--model rsn18 | --keras FILE] [--weights FILE] [--input-size H W]
         [--quantize float16|int8] [--out DIR] [--name NAME --version N]
-        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip] [--keypoints-from FILE]
+        [--calibration ANN_FILE IMAGE_DIR] [--decode] [--no-flip-test] [--keypoints-from FILE]
 
 Examples::
 
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
     parser.add_argument("--name", help="model name (default: --model, or the model's name)")
     parser.add_argument("--version", type=positive_int, default=1, help="SavedModel version (default 1)")
-    parser.add_argument("--no-flip", action="store_true", help="no flip test in predict_image")
+    parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
+                        help="no flip test in predict_image")
     parser.add_argument("--keypoints-from", metavar="FILE",
                         help="keypoint info file (json: keypoints, flip_pairs, ...) or COCO "
                              "annotation file giving the left/right pairs (default COCO-17)")
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = []
     if "saved_model" in formats:
         flip, indices = flip_indices(model, args)
-        written.append(export.saved_model(model, folder, version=args.version, flip=flip, flip_indices=indices))
+        written.append(export.saved_model(model, folder, version=args.version, flip_test=flip, flip_indices=indices))
         written.append(export.add_to_models_config(args.out, name))
     if "litert" in formats:
         suffix = f"-{args.quantize}" if args.quantize else ""

@@ -1,7 +1,7 @@
 """Draw the poses of the people in an image, given their boxes.
 
     python recipes/predict.py IMAGE --boxes x,y,w,h [--boxes ...]
-        [--model rsn18 | --keras FILE] [--weights FILE] [--out out.png] [--no-flip]
+        [--model rsn18 | --keras FILE] [--weights FILE] [--out out.png] [--no-flip-test]
 
 Example: ``python recipes/predict.py street.jpg --boxes 120,40,90,260 --model rsn18
 --weights rsn18.weights.h5 --out street_pose.png``. Without ``--boxes`` the whole image is one
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "sigmas) or COCO annotation file whose keypoint set the model "
                              "predicts (default: COCO-17)")
     parser.add_argument("--out", default="out.png", help="PNG to write (default: out.png)")
-    parser.add_argument("--no-flip", action="store_true",
+    parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
                         help="skip the flip test (on by default when the family used it)")
     parser.add_argument("--score-threshold", type=unit_float, default=0.3,
                         help="draw keypoints whose confidence (0..1, on every family's scale) "

@@ -10,7 +10,7 @@
 ``<out>/synthetic`` (reused when present) and a small RSN-18 is trained, evaluated, exported
 and drawn (about 15 minutes on 2 CPU cores).
 
-Defaults follow the family's original recipe (``keras_pose.training.RECIPES``): optimizer,
+Defaults follow the family's profile (``keras_pose.profiles``): optimizer,
 learning rate (MSPN/RSN: 5e-4 per 32 crops), schedule shape, and as many training samples as
 the original saw. All GPUs are used (MirroredStrategy); with TF_CONFIG naming several machines,
 run the same command on each (MultiWorkerMirroredStrategy, --out on a shared file system).

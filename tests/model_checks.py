@@ -1,4 +1,5 @@
-"""Checks every model family's tests run: output names and shapes, `.keras` round trip, jax."""
+"""Checks the model battery (``test_models.py``) and the family tests run: output names and
+shapes, `.keras` round trip, jax."""
 
 from __future__ import annotations
 
@@ -10,7 +11,21 @@ import textwrap
 import keras
 import numpy as np
 
+from keras_pose.models import MODELS
 from keras_pose.models.base import PoseModel
+
+# the smallest inputs and family arguments with which each registry name builds quickly
+SMALL_INPUT = {"cpm": (32, 32, 3), "hourglass": (64, 64, 3), "hourglass52": (128, 128, 3),
+               "tiny": (16, 16, 3)}
+SMALL_ARGS = {"cpm": {"num_stages": 2}, "hourglass": {"num_stacks": 1, "num_features": 16}}
+
+
+def build_small(name: str, num_keypoints: int = 3, **kwargs) -> PoseModel:
+    """The registry's ``name`` at a small input (64x64 unless ``SMALL_INPUT`` says otherwise),
+    uncompiled."""
+    arguments = {"input_shape": SMALL_INPUT.get(name, (64, 64, 3)), **SMALL_ARGS.get(name, {}),
+                 **kwargs}
+    return MODELS[name](num_keypoints=num_keypoints, compile=False, **arguments)
 
 
 def random_crops(model: PoseModel, batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -19,15 +34,25 @@ def random_crops(model: PoseModel, batch: int = 2, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (batch, h, w, 3)).astype("float32")
 
 
+def check_output_structure(model: PoseModel, expected: dict[str, tuple[int, int]]) -> None:
+    """The graph's outputs are a dict in spec order with the expected (h, w) and K channels,
+    each the output of the layer that carries its name (no forward pass)."""
+    assert list(expected) == model.spec.output_names == list(model.output)
+    for name, (h, w) in expected.items():
+        assert tuple(model.output[name].shape) == (None, h, w, model.spec.num_keypoints), name
+        assert model.get_layer(name).output is model.output[name], (
+            f"output {name!r} is not the output of the layer named {name!r}"
+        )
+
+
 def check_outputs(model: PoseModel, expected: dict[str, tuple[int, int]]) -> dict:
-    """Outputs come back as a dict in spec order with the expected (h, w) and K channels."""
-    assert list(expected) == model.spec.output_names
+    """:func:`check_output_structure`, and a forward pass returns that dict and those shapes."""
+    check_output_structure(model, expected)
     x = random_crops(model)
     outputs = model(x, training=False)
     assert list(outputs) == model.spec.output_names
     for name, (h, w) in expected.items():
         assert tuple(outputs[name].shape) == (len(x), h, w, model.spec.num_keypoints), name
-        assert model.get_layer(name) is not None, f"no layer named after output {name!r}"
     return outputs
 
 
@@ -46,6 +71,18 @@ def check_keras_roundtrip(model: PoseModel, tmp_path) -> str:
     np.save(os.path.join(tmp_path, "x.npy"), x)
     np.savez(os.path.join(tmp_path, "y.npz"), **before)
     return path
+
+
+def check_config_roundtrip(model: PoseModel) -> None:
+    """``from_config(get_config())`` with the weights copied gives the same class, spec and
+    outputs (the ``.keras`` round trip without writing the weights file)."""
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config() and clone.spec == model.spec
+    clone.set_weights(model.get_weights())
+    x = random_crops(model, batch=1)
+    before, after = model.predict(x, verbose=0), clone.predict(x, verbose=0)
+    for name in model.spec.output_names:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
 
 
 def check_jax_backend(keras_path: str, tmp_path, module: str, atol: float = 1e-4) -> None:

@@ -440,3 +440,27 @@ def test_keypoint_noise_tool_ap_falls_with_the_noise(coco_file):
     assert aps[0] == 1.0
     assert all(later < earlier for earlier, later in zip(aps, aps[1:])), aps
     assert aps[-1] < 0.1, aps
+
+
+@pytest.mark.parametrize("family", ["cpm", "rsn"])
+def test_evaluate_coco_follows_the_specs_flip_test_by_default(family):
+    from keras_pose.data.dataset_info import COCO17
+    from keras_pose.evaluation.evaluate import _predictor_and_spec
+    from keras_pose.models import TinyPose
+
+    model = TinyPose(family=family, input_shape=(16, 12, 3), width=2, compile=False)
+    assert model.spec.flip_test == (family != "cpm")  # CPM's original tests without flip
+    predictor, spec = _predictor_and_spec(model, COCO17, None, None)
+    assert predictor.flip_test == spec.flip_test == model.spec.flip_test
+    assert predictor.batch_size == 32
+    forced, _ = _predictor_and_spec(model, COCO17, True, 4)
+    assert forced.flip_test is True and forced.batch_size == 4
+
+
+def test_evaluate_coco_refuses_flip_test_for_a_ready_predictor(synthetic):
+    from keras_pose.evaluation import evaluate_coco
+
+    oracle = GroundTruthPredictor(synthetic["annotation_file"], synthetic["image_dir"], tiny_spec())
+    with pytest.raises(ValueError, match="flip_test.*Predictor"):
+        evaluate_coco(oracle, synthetic["annotation_file"], synthetic["image_dir"],
+                      flip_test=True, progress=False)

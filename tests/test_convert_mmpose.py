@@ -26,28 +26,21 @@ import pytest
 from keras_pose.convert import WeightMappingError, read_torch_state_dict
 from keras_pose.convert.mmpose import load_mmpose_checkpoint, load_mmpose_weights
 from keras_pose.convert.mmpose_decode import decode_like_mmpose
-from keras_pose.models.cpm import CPMModel
-from keras_pose.models.hourglass52 import Hourglass52Model
-from keras_pose.models.mspn import MSPN
-from keras_pose.models.rsn import RSN
+from keras_pose.models import build_model
+from keras_pose.models.mspn import MSPNModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS_DIR = os.path.join(REPO, "tests", "data", "mmpose_keys")
 # Full-size parity runs take minutes, so they run only when asked for (never in CI).
 REFERENCE_DIR = os.environ.get("KERAS_POSE_MMPOSE_REF", "")
 
-# fixture name -> builder(input_shape); weights do not depend on the input size, so CI builds
-# small inputs and the parity tests build MMPose's.
-BUILDERS = {
-    "rsn18": lambda shape: RSN(depth=18, input_shape=shape, variant="mmpose"),
-    "rsn50": lambda shape: RSN(depth=50, input_shape=shape, variant="mmpose"),
-    "2xrsn50": lambda shape: RSN(depth=50, num_stages=2, input_shape=shape, variant="mmpose"),
-    "mspn50": lambda shape: MSPN(num_stages=1, input_shape=shape, variant="mmpose"),
-    "2xmspn50": lambda shape: MSPN(num_stages=2, input_shape=shape, variant="mmpose"),
-    "4xmspn50": lambda shape: MSPN(num_stages=4, input_shape=shape, variant="mmpose"),
-    "cpm": lambda shape: CPMModel(input_shape=shape, variant="mmpose"),
-    "hourglass52": lambda shape: Hourglass52Model(input_shape=shape),
-}
+# weights do not depend on the input size, so CI builds small inputs and the parity tests
+# build MMPose's
+def mmpose_graph(name: str, shape):
+    """The registry's ``name`` built as MMPose's graph (every builder takes ``variant``)."""
+    return build_model(name, input_shape=shape, variant="mmpose", compile=False)
+
+
 SMALL_SHAPES = {"cpm": (32, 32, 3), "hourglass52": (128, 128, 3)}
 # Every fixture (all of MMPose's key files) is parsed; these are mapped in CI (the others
 # repeat their patterns with more blocks or stages, and the parity tests map them all).
@@ -56,7 +49,7 @@ MAPPED_IN_CI = ["rsn18", "2xrsn50", "2xmspn50", "cpm", "hourglass52"]
 
 @functools.lru_cache(maxsize=None)
 def small_model(name: str):
-    return BUILDERS[name](SMALL_SHAPES.get(name, (64, 32, 3)))
+    return mmpose_graph(name, SMALL_SHAPES.get(name, (64, 32, 3)))
 
 
 def fixture_keys(name: str) -> dict[str, tuple[int, ...]]:
@@ -86,7 +79,7 @@ def test_fixtures_cover_every_parity_model():
 @functools.lru_cache(maxsize=None)
 def loaded_model(name: str):
     """The small model with the synthetic state dict loaded: ``(model, count)``."""
-    model = BUILDERS[name](SMALL_SHAPES.get(name, (64, 32, 3)))
+    model = mmpose_graph(name, SMALL_SHAPES.get(name, (64, 32, 3)))
     return model, load_mmpose_weights(model, synthetic_state_dict(name), description=name)
 
 
@@ -181,7 +174,7 @@ def test_mismatches_are_all_listed_and_nothing_is_written():
 
 @functools.lru_cache(maxsize=None)
 def original_mspn():
-    return MSPN(num_stages=1, input_shape=(64, 32, 3))  # variant="original": convs with biases
+    return MSPNModel(num_stages=1, input_shape=(64, 32, 3))  # variant="original": convs with biases
 
 
 def test_mmpose_0x_checkpoint_keys_load():
@@ -279,7 +272,7 @@ def reference_files(name: str) -> tuple[str, str]:
 @pytest.mark.parametrize("name", PARITY)
 def test_parity_with_mmpose(name):
     pth, npz = reference_files(name)
-    model = BUILDERS[name](FULL_SHAPES.get(name, (256, 192, 3)))
+    model = mmpose_graph(name, FULL_SHAPES.get(name, (256, 192, 3)))
     load_mmpose_checkpoint(model, pth)
     reference = np.load(npz)
     outputs = model(reference["image"], training=False)

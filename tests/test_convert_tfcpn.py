@@ -4,7 +4,7 @@ where its name says, and the Keras model matches an independent raw-TF re-implem
 tf-cpn's graph run on the checkpoint's tensors.
 
 The original graph itself (tf-cpn's network.py on tf_slim) is not available here; the reference
-below is written from tf-cpn's source structure (``originals.md`` §1, §8), not from our model."""
+below is written from tf-cpn's source structure (``docs/provenance.md#cpn``, ``#tfcpn-graph``), not from our model."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from keras_pose.convert import (
     load_tfcpn_weights,
     read_tf_checkpoint,
 )
-from keras_pose.models.cpn import CPN
+from keras_pose.models.cpn import CPNModel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIABLES_TSV = "/work/shared/reference/tfcpn_res50_variables.tsv"
@@ -127,7 +127,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(checkpoint):
     prefix, _ = checkpoint
-    model = CPN(depth=50, input_shape=INPUT_SHAPE)
+    model = CPNModel(depth=50, input_shape=INPUT_SHAPE)
     count = load_tfcpn_checkpoint(model, prefix)
     return model, count
 
@@ -296,7 +296,7 @@ def test_unmatched_names_and_shapes_are_listed(loaded, checkpoint):
 
 def test_cpn101_takes_the_resnet101_scheme():
     """ResNet-101 (block3 has 23 units) follows the same names; the R50 set is refused."""
-    model = CPN(depth=101, input_shape=INPUT_SHAPE)
+    model = CPNModel(depth=101, input_shape=INPUT_SHAPE)
     rng = np.random.default_rng(2)
     r101 = {n: random_value(n, s, rng) for n, s in _variables_from_scheme((3, 4, 23, 3), 101)}
     assert load_tfcpn_weights(model, r101) == len(model.weights) == len(r101)

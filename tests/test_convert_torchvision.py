@@ -16,7 +16,7 @@ from keras_pose.convert.torchvision import (
     IMAGENET_RGB_STD,
     load_torchvision_resnet,
 )
-from keras_pose.models.cpn import CPN
+from keras_pose.models.cpn import CPNModel
 
 INPUT_SHAPE = (64, 48, 3)
 BN_EPS = 1.001e-5
@@ -64,10 +64,10 @@ def state_dict() -> dict[str, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=None)
-def loaded(tmp_dir: str) -> tuple[CPN, int, np.ndarray]:
+def loaded(tmp_dir: str) -> tuple[CPNModel, int, np.ndarray]:
     path = f"{tmp_dir}/resnet50_torchvision.npz"
     np.savez(path, **state_dict())
-    model = CPN(depth=50, input_shape=INPUT_SHAPE)
+    model = CPNModel(depth=50, input_shape=INPUT_SHAPE)
     lateral_before = np.asarray(model.get_layer("lateral_res5").conv.kernel).copy()
     return model, load_torchvision_resnet(model, path), lateral_before
 

@@ -67,7 +67,7 @@ def exported(tmp_path_factory):
     """The tiny model exported with flip test, as version 1 of ``<base>/tiny``."""
     model = tiny_model()
     base = tmp_path_factory.mktemp("savedmodels") / "tiny"
-    path = saved_model(model, base, version=1, flip=True, flip_indices=FLIP_INDICES)
+    path = saved_model(model, base, version=1, flip_test=True, flip_indices=FLIP_INDICES)
     return model, base, path
 
 
@@ -185,7 +185,7 @@ def test_predict_image_flip_codecs_and_channel_orders(tmp_path, codec):
         expected = reference_predict_image(model, image, boxes, flip=flip)
         pixels = np.ascontiguousarray(image[..., ::-1]) if order == "BGR" else image
         path = saved_model(
-            model, tmp_path / f"{flip}{order}", flip=flip, flip_indices=FLIP_INDICES, image_channel_order=order
+            model, tmp_path / f"{flip}{order}", flip_test=flip, flip_indices=FLIP_INDICES, image_channel_order=order
         )
         loaded = tf.saved_model.load(path)
         out = loaded.signatures["predict_image"](image=tf.constant(pixels), boxes=tf.constant(boxes))
@@ -203,14 +203,17 @@ def test_failed_check_keeps_the_previous_version(exported, monkeypatch):
         module, "keras_outputs", lambda *a: {k: v + 0.5 for k, v in real(*a).items()}
     )
     with pytest.raises(ExportParityError, match="heatmaps"):
-        saved_model(model, base, version=1, flip=True, flip_indices=FLIP_INDICES)
+        saved_model(model, base, version=1, flip_test=True, flip_indices=FLIP_INDICES)
     assert sorted(os.listdir(base)) == ["1"]
     assert open(os.path.join(path, "saved_model.pb"), "rb").read() == before
 
 
 def test_flip_needs_flip_indices_beyond_coco():
     with pytest.raises(ValueError, match="flip_indices"):
-        saved_model(tiny_model(), "unused", flip=True)
+        saved_model(tiny_model(), "unused", flip_test=True)
+    with pytest.warns(DeprecationWarning, match="flip_test"), \
+            pytest.raises(ValueError, match="flip_indices"):
+        saved_model(tiny_model(), "unused", flip=True)  # the former name still works
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from keras_pose.layers import BilinearUpsample, ConvBN
-from keras_pose.models.cpn import CPN
+from keras_pose.models.cpn import CPNModel
 from keras_pose.utils.flops import flops
 
 
@@ -34,8 +34,8 @@ def test_resize_counts_nothing():
 
 
 def test_cpn50_matches_the_analytic_count():
-    # originals.md §6.6: 7.23 GMACs at 256x192 (convolutions only); benchmarking.md: tf-cpn's
-    # graph is 14.6 GFLOPs. BN, biases and residual sums add well under 1 %.
-    gflops = flops(CPN(depth=50)) / 1e9
+    # docs/provenance.md#counts: 7.23 GMACs at 256x192 (convolutions only); tf-cpn's graph
+    # is 14.6 GFLOPs. BN, biases and residual sums add well under 1 %.
+    gflops = flops(CPNModel(depth=50)) / 1e9
     assert 2 * 7.23 * 0.995 < gflops < 2 * 7.23 * 1.015
     assert gflops == pytest.approx(14.6, rel=0.015)

@@ -40,7 +40,7 @@ def test_features_strides_widths_and_params(depth):
 
 
 def test_resnet50_trunk_matches_tf_cpn_backbone():
-    # originals.md §8: the tf-cpn graph's backbone has 23,508,032 trainable parameters.
+    # docs/provenance.md#tfcpn-graph: the tf-cpn graph's backbone has 23,508,032 trainable parameters.
     assert TRUNK_PARAMS[50] == 23_508_032
     model = trunk(50)
     assert trainable(model) == 23_508_032

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from model_checks import check_jax_backend, check_keras_roundtrip, check_outputs, random_crops
+from model_checks import check_outputs, random_crops
 from test_mspn import (
     check_bn_and_bias,
     check_parameter_counts,
@@ -18,10 +18,10 @@ from test_mspn import (
 from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.layers.rsb import ResidualStepsBlock
 from keras_pose.models.mspn import output_names
-from keras_pose.models.rsn import RSN, RSN18, RSN50
+from keras_pose.models.rsn import RSN18, RSN50, RSNModel
 
 # (depth, stages): (MMPose 1.3.2 measured, PRM off, 256x192 — no conv biases;
-#                   the original's count with conv biases: originals.md §6.6 / §6.5)
+#                   the original's count with conv biases: docs/provenance.md#counts)
 RSN_PARAMS = {
     (18, 1): (9_144_936, 9.16e6),
     (50, 1): (19_328_584, 19.4e6),
@@ -58,7 +58,7 @@ def test_prm_adds_its_own_parameters_only(rsn_counts):
 
 @pytest.fixture(scope="module")
 def small_rsn():
-    return RSN(depth=18, use_prm=True, input_shape=SMALL_INPUT, bn_epsilon=1e-3, bn_momentum=0.99)
+    return RSNModel(depth=18, use_prm=True, input_shape=SMALL_INPUT, bn_epsilon=1e-3, bn_momentum=0.99)
 
 
 def test_outputs_and_prm_at_the_output_end(small_rsn):
@@ -106,14 +106,9 @@ def test_spec_and_config(small_rsn):
     }
 
 
-def test_keras_round_trip_and_jax(small_rsn, tmp_path):
-    path = check_keras_roundtrip(small_rsn, tmp_path)
-    check_jax_backend(path, tmp_path, module="keras_pose.models.rsn")
-
-
 def test_builders_train_one_step_and_load_weights(tmp_path):
     model = RSN18(input_shape=(64, 64, 3), num_keypoints=5)
-    assert isinstance(model, RSN) and model.get_config()["depth"] == 18
+    assert isinstance(model, RSNModel) and model.get_config()["depth"] == 18
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     np.testing.assert_allclose(float(model.optimizer.learning_rate), 5e-4)
     loss = one_training_step(model)
@@ -142,4 +137,4 @@ def test_rsn50_builder_options():
 
 def test_rejects_unknown_depth():
     with pytest.raises(ValueError, match="depth"):
-        RSN(depth=34, input_shape=(64, 64, 3))
+        RSNModel(depth=34, input_shape=(64, 64, 3))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from keras_pose.losses import KeypointMSE, OHKMLoss
-from keras_pose.models import FAMILIES, MODELS, build_model, load_model
-from keras_pose.models.rsn import RSN
+from keras_pose.models import MODELS, build_model, load_model
+from keras_pose.models.rsn import RSNModel
 from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 
 
@@ -55,10 +55,44 @@ def test_registry_names_every_variant_and_rejects_unknown_ones():
         build_model("resnet")
 
 
-def test_every_name_has_the_family_its_model_declares():
-    assert sorted(FAMILIES) == sorted(MODELS)
-    for name in ("cpn50", "2xmspn50", "rsn18", "tiny"):
-        assert build_model(name, compile=False).spec.family == FAMILIES[name], name
+def test_former_names_still_work_with_a_deprecation_warning(tmp_path):
+    import json
+    import zipfile
+
+    import keras
+
+    import keras_pose
+    from keras_pose.models import TinyPoseModel
+
+    with pytest.warns(DeprecationWarning, match="TinyPoseNet"):
+        from keras_pose.models import TinyPoseNet
+    assert TinyPoseNet is TinyPoseModel
+    with pytest.warns(DeprecationWarning, match="CPN is deprecated"):
+        assert keras_pose.CPN is keras_pose.CPNModel
+    with pytest.warns(DeprecationWarning, match="pass input_shape, num_keypoints by keyword"):
+        model = keras_pose.RSN18((64, 64, 3), 9, compile=False)
+    assert model.spec.input_size == (64, 64) and model.spec.num_keypoints == 9
+    with pytest.warns(DeprecationWarning, match="num_stages, input_shape"):
+        cpm = keras_pose.CPM(2, (32, 32, 3), compile=False)
+    assert len(cpm.spec.outputs) == 2
+    with pytest.raises(TypeError, match="multiple values"), pytest.warns(DeprecationWarning):
+        keras_pose.RSN18((64, 64, 3), input_shape=(64, 64, 3))
+
+    # a .keras file written when the class was TinyPoseNet still loads
+    path = tmp_path / "old.keras"
+    TinyPoseModel(input_shape=(16, 12, 3), num_keypoints=3, width=2).save(path)
+    old = tmp_path / "renamed.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["registered_name"] == "keras_pose>TinyPoseModel"
+                config["registered_name"] = "keras_pose>TinyPoseNet"
+                config["class_name"] = "TinyPoseNet"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    assert type(keras.saving.load_model(old)) is TinyPoseModel
 
 
 def test_load_model_takes_a_name_or_a_keras_file(tmp_path):
@@ -87,7 +121,7 @@ def test_builder_compiles_with_the_family_losses():
 
 
 def test_a_model_built_from_its_class_compiles_itself_on_first_training_step():
-    model = RSN(depth=18, input_shape=(64, 64, 3), num_keypoints=9)
+    model = RSNModel(depth=18, input_shape=(64, 64, 3), num_keypoints=9)
     assert not model.compiled
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     y = {name: np.zeros((2, 16, 16, 9), np.float32) for name in model.spec.output_names}

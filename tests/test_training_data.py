@@ -46,12 +46,12 @@ def tiny_input(tmp_path_factory):
     from keras_pose.data.coco import load_coco_records, read_dataset_info
     from keras_pose.data.synthetic import make_coco_layout
     from keras_pose.data.transforms import resolve_augment
-    from keras_pose.models import TinyPoseNet
+    from keras_pose.models import TinyPoseModel
 
     paths = make_coco_layout(tmp_path_factory.mktemp("synthetic"), 8, 2)["train2017"]
     info = read_dataset_info(paths["annotation_file"])
     records = load_coco_records(paths["annotation_file"], paths["image_dir"], info)
-    spec = TinyPoseNet(input_shape=(32, 24, 3)).spec
+    spec = TinyPoseModel(input_shape=(32, 24, 3)).spec
     return TrainingInput(spec, records, info, resolve_augment(spec, None), global_batch=4, seed=3)
 
 

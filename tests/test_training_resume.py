@@ -19,9 +19,9 @@ TIMEOUT = 300
 
 
 def test_backup_is_a_consistent_pair(tmp_path):
-    from keras_pose.models import TinyPoseNet
+    from keras_pose.models import TinyPoseModel
 
-    model = TinyPoseNet(input_shape=(16, 12, 3), num_keypoints=3, width=2)
+    model = TinyPoseModel(input_shape=(16, 12, 3), num_keypoints=3, width=2)
     model.compile()
     model.optimizer.build(model.trainable_variables)
     state = checkpoints.TrainingState(global_step=5, steps_per_epoch=4, global_batch=2, epochs=3)

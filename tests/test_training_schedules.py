@@ -6,15 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_pose.models import FAMILIES, MODELS, TinyPoseNet
+from keras_pose.models import TinyPoseModel
 from keras_pose.training import (
-    PUBLISHED,
     RECIPES,
     WarmupLinearDecay,
     WarmupMultiStep,
     make_optimizer,
     make_schedule,
-    readme_table,
 )
 
 
@@ -61,7 +59,7 @@ def test_schedules_serialize(schedule):
 
 
 def test_keras_file_with_a_scheduled_optimizer_round_trips(tmp_path):
-    model = TinyPoseNet(input_shape=(32, 24, 3), num_keypoints=5, width=4)
+    model = TinyPoseModel(input_shape=(32, 24, 3), num_keypoints=5, width=4)
     model.compile(optimizer=make_optimizer(model, total_steps=100, global_batch=64))
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(40)
@@ -123,17 +121,7 @@ def test_optimizer_is_the_family_default_with_the_schedule():
     assert isinstance(optimizer, keras.optimizers.RMSprop)
     assert optimizer.rho == pytest.approx(0.99) and optimizer.momentum == 0.0
     assert float(optimizer.learning_rate) == pytest.approx(2.5e-4)
-    tiny = make_optimizer(TinyPoseNet(input_shape=(32, 24, 3)), total_steps=50, global_batch=8)
+    tiny = make_optimizer(TinyPoseModel(input_shape=(32, 24, 3)), total_steps=50, global_batch=8)
     assert isinstance(tiny, keras.optimizers.Adam)
 
 
-def test_every_model_has_a_recipe_and_the_readme_table_lists_the_published_ones():
-    assert sorted(FAMILIES) == sorted(MODELS)
-    for name, family in FAMILIES.items():
-        assert family in RECIPES, name
-    table = readme_table()
-    for name, published in PUBLISHED.items():
-        assert name in MODELS
-        assert f"| {name} |" in table
-        if published.ap is not None:
-            assert f"{published.ap:.1f}" in table

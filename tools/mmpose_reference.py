@@ -1,7 +1,7 @@
 """Reference files from real MMPose 1.3.2, for keras-pose's weight-import parity tests.
 
 Runs in a separate environment with mmpose installed (never in keras-pose's; see
-``/work/shared/reference/mmpose_env.md``)::
+``docs/provenance.md#mmpose-environment``)::
 
     /work/mmpose_venv/bin/python tools/mmpose_reference.py --out /work/mmpose_ref
     /work/mmpose_venv/bin/python tools/mmpose_reference.py --keys-only --keys-dir tests/data/mmpose_keys

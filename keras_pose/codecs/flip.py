@@ -5,9 +5,9 @@ axis, swaps left/right channels (``flip_indices``) and, for MSRA codecs, shifts 
 cell to the right (``shift=True``, MMPose's ``shift_heatmap``; the Megvii codecs' originals
 don't shift). The first column keeps its value when shifted.
 
-Numpy versions, and ``keras.ops`` ones (``*_graph``) for graphs. The SavedModel's in-graph
-flip test (``predict_image``) is ``ServingGraph.final_heatmaps`` in
-:mod:`keras_pose.export.saved_model`.
+One numpy version of each, and one ``keras.ops`` version (``*_graph``) for graphs: the
+SavedModel's in-graph flip test (``predict_image``, :mod:`keras_pose.export.saved_model`) uses
+the latter.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def flip_heatmaps(
     heatmaps = np.asarray(heatmaps)
     if heatmaps.ndim not in (3, 4):
         raise ValueError(f"heatmaps must be (N, h, w, K) or (h, w, K), got shape {heatmaps.shape}")
-    indices = _check_flip_indices(flip_indices, heatmaps.shape[-1])
+    indices = check_flip_indices(flip_indices, heatmaps.shape[-1])
     flipped = heatmaps[..., ::-1, :][..., indices]
     if shift:
         flipped[..., 1:, :] = flipped[..., :-1, :].copy()
@@ -62,7 +62,7 @@ def flip_heatmaps_graph(heatmaps, flip_indices: Sequence[int], shift: bool = Fal
     """
     from keras import ops
 
-    indices = _check_flip_indices(flip_indices, heatmaps.shape[-1])
+    indices = check_flip_indices(flip_indices, heatmaps.shape[-1])
     mirrored = heatmaps[:, :, ::-1, :]
     pieces, start = [], 0
     for i in range(1, len(indices) + 1):
@@ -75,7 +75,8 @@ def flip_heatmaps_graph(heatmaps, flip_indices: Sequence[int], shift: bool = Fal
     return swapped
 
 
-def _check_flip_indices(flip_indices: Sequence[int], channels: int) -> list[int]:
+def check_flip_indices(flip_indices: Sequence[int], channels: int) -> list[int]:
+    """``flip_indices`` as ints, if they permute the ``channels`` keypoints (else ValueError)."""
     indices = [int(i) for i in flip_indices]
     if sorted(indices) != list(range(channels)):
         raise ValueError(

@@ -1,7 +1,7 @@
 """Import MMPose 1.x checkpoints (``.pth``) into keras-pose's ``variant="mmpose"`` models.
 
 Supported (MMPose's COCO top-down heatmap configs): MSPN-50 with 1-4 stages, RSN-18/50 and
-n x RSN-50 (``MSPN(variant="mmpose")``, ``RSN18/RSN50(variant="mmpose")``), CPM
+n x RSN-50 (``MSPN50(variant="mmpose")``, ``RSN18/RSN50(variant="mmpose")``), CPM
 (``CPM(variant="mmpose")``) and the CornerNet-style Hourglass-52 (``Hourglass52``).
 
 Every Keras variable is named by the PyTorch module that holds it (:func:`mmpose_module`), the
@@ -170,12 +170,9 @@ def _hourglass52_unused(name: str) -> bool:
 
 def mmpose_mapping(model: keras.Model) -> tuple[Callable[[str], str | None], Callable[[str], bool]]:
     """``(layer path -> MMPose module, MMPose keys with no counterpart)`` for a model."""
-    from keras_pose.models.hourglass52 import Hourglass52Model
-
-    if isinstance(model, Hourglass52Model):
+    family, variant = model.spec.family, model.variant
+    if family == "hourglass52":
         return hourglass52_module, lambda key: is_torch_bookkeeping(key) or _hourglass52_unused(key)
-    family = getattr(model.spec, "family", None)
-    variant = getattr(model, "variant", None)
     if family in ("mspn", "rsn"):
         _require_mmpose_variant(model, variant)
         return (lambda path: multi_stage_module(path, family)), is_torch_bookkeeping

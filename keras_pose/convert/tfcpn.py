@@ -8,7 +8,7 @@ as they are. Optimizer slots (``.../Adam``, ``.../Adam_1``, ``beta{1,2}_power``,
 ``global_step`` are the only checkpoint entries allowed to stay unused.
 
 The released models ran with a BatchNorm epsilon of 1.001e-5 (TF 1.x raised the 1e-9 the source
-asks for; ``originals.md`` §8). ``CPN``'s default ``bn_epsilon`` is that value; a model built
+asks for; ``docs/provenance.md#tfcpn-graph``). ``CPNModel``'s default ``bn_epsilon`` is that value; a model built
 with another epsilon loads the same tensors but does not reproduce the released outputs.
 """
 

@@ -1,8 +1,11 @@
 """Datasets, top-down crops, targets and the tf.data pipeline.
 
-The pipeline (``build_dataset``, which imports TensorFlow) is loaded on first access, so the
-geometry in :mod:`keras_pose.data.transforms` stays importable without TensorFlow.
+The pipeline (``build_dataset``, which imports TensorFlow) and the synthetic data set
+(:mod:`keras_pose.data.synthetic`) are loaded on first access, so the COCO reader, the geometry
+in :mod:`keras_pose.data.transforms` and the targets import without TensorFlow or Keras.
 """
+
+import importlib
 
 from keras_pose.data.coco import (
     BadImageError,
@@ -25,9 +28,12 @@ from keras_pose.data.transforms import (
 )
 
 _PIPELINE_NAMES = ("build_dataset", "dataset_from_records", "SKIPPED_IMAGES")
+_LAZY_SUBMODULES = ("pipeline", "synthetic")
 
 
 def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_pose.data.{name}")
     if name in _PIPELINE_NAMES:
         from keras_pose.data import pipeline
 

@@ -11,18 +11,11 @@ coordinates back with :func:`invert_matrix`.
 ``[0, W] x [0, H]`` of the crop, so ``center`` lands on ``(W / 2, H / 2)``.
 
 **Augmentation** composes matrices (one interpolation per crop). :class:`AugmentConfig` holds
-every knob; :func:`augment_config_for` gives each family's original recipe:
-
-* ``cpn`` (tf-cpn): 4 samples per annotation drawn together — a zoom crop, its horizontal flip,
-  and two rotations of the zoom crop; box ``spec.box_extension x 1.25``; zoom
-  ``min(1, U(0.7, 1.35) / 1.25)``; rotations ``U(-45, 45)``; border = BGR pixel mean.
-* ``mspn`` / ``rsn``: box ``x 1.05``, then ``x (1 + U(0,1) 0.6, 1 + U(0,1) 0.8)``; half-body with
-  p 0.3; scale ``U(0.6, 1.0)`` (= 0.8 U(0.75, 1.25)); rotation ``U(-45, 45)`` with p 0.5;
-  image flip with p 0.5; border 0.
-* ``hourglass``: scale ``2^clip(N(0, 0.25), +-0.5)``; rotation ``clip(N(0, 30), +-60)`` with
-  p 0.4; crop flip p 0.5; per-channel colour ``x U(0.6, 1.4)``; border 0.
-* ``cpm``: image scale ``U(0.7, 1.3)`` (box ``/ U(0.7, 1.3)``); rotation ``U(-40, 40)``;
-  image flip p 0.5; border 128.
+every knob; :func:`augment_config_for` gives each family's original recipe, the ``augmentation``
+of its :class:`~keras_pose.profiles.FamilyProfile` (the README's family table lists them):
+tf-cpn's four crops per draw (a zoom, its crop flip, two rotations), MSPN/RSN's random box
+extension and half-body crops, the hourglass' log-normal scale and colour jitter, CPM's image
+scale, each with its own border fill.
 
 A flip mirrors ``x -> W - 1 - x`` (``W`` = image width for an image flip, crop width for a crop
 flip) and swaps left/right channels. Keypoints that land outside ``[0, W-1] x [0, H-1]`` of the
@@ -38,10 +31,9 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from keras_pose.profiles import PROFILES, profile_for
 from keras_pose.spec import PoseSpec
 
-# tf-cpn pads with this BGR pixel mean, which its normalisation maps to zero.
-CPN_PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)
 # COCO-17 half-body split used by MSPN (ids 0-12 are the "upper" body, hips included).
 COCO_UPPER_BODY_IDS = tuple(range(13))
 
@@ -245,17 +237,17 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def augment_config_for(spec: PoseSpec, **overrides: Any) -> AugmentConfig:
-    """The original training augmentation of ``spec.family``, with field ``overrides``.
+    """The original training augmentation of ``spec.family`` (its
+    :class:`~keras_pose.profiles.FamilyProfile`), with field ``overrides``.
 
     Example: ``augment_config_for(spec, rotation=30.0, half_body_prob=0.0)``.
     """
-    family = spec.family.lower()
-    if family not in _FAMILY_RECIPES:
-        raise ValueError(
-            f"no augmentation recipe for family {spec.family!r} (known: {sorted(_FAMILY_RECIPES)});"
-            " pass augment=AugmentConfig(...) explicitly"
-        )
-    return dataclasses.replace(_FAMILY_RECIPES[family](spec), **overrides)
+    try:
+        profile = profile_for(spec.family)
+    except ValueError as error:
+        raise ValueError(f"no augmentation recipe: {error}; pass augment=AugmentConfig(...) "
+                         "explicitly") from None
+    return AugmentConfig(**{**profile.augment_fields(spec.box_extension), **overrides})
 
 
 def resolve_augment(spec: PoseSpec, augment: Any) -> AugmentConfig | None:
@@ -275,73 +267,10 @@ def resolve_augment(spec: PoseSpec, augment: Any) -> AugmentConfig | None:
     raise TypeError(f"augment must be None, a bool, an AugmentConfig or a dict, got {augment!r}")
 
 
-def _cpn_recipe(spec: PoseSpec) -> AugmentConfig:
-    ext_x, ext_y = spec.box_extension
-    return AugmentConfig(
-        scheme="cpn",
-        box_extension=(ext_x * 1.25, ext_y * 1.25),
-        scale_mode="uniform_capped",
-        scale=(0.7 / 1.25, 1.35 / 1.25),
-        rotation=45.0,
-        flip_space="crop",
-        border_value=CPN_PIXEL_MEAN_BGR,
-    )
-
-
-def _mspn_recipe(spec: PoseSpec) -> AugmentConfig:
-    return AugmentConfig(
-        box_extension=(1.05, 1.05),
-        random_extension=(0.6, 0.8),
-        scale=(0.6, 1.0),
-        rotation=45.0,
-        rotation_prob=0.5,
-        flip_prob=0.5,
-        flip_space="image",
-        half_body_prob=0.3,
-        half_body_min_keypoints=3,
-    )
-
-
-def _hourglass_recipe(spec: PoseSpec) -> AugmentConfig:
-    return AugmentConfig(
-        box_extension=tuple(spec.box_extension),
-        scale_mode="log2_normal",
-        scale=(0.25, 0.5),
-        rotation_mode="normal",
-        rotation=30.0,
-        rotation_prob=0.4,
-        flip_prob=0.5,
-        flip_space="crop",
-        color_jitter=0.4,
-    )
-
-
-def _cpm_recipe(spec: PoseSpec) -> AugmentConfig:
-    return AugmentConfig(
-        box_extension=tuple(spec.box_extension),
-        scale_mode="inverse_uniform",
-        scale=(0.7, 1.3),
-        rotation=40.0,
-        rotation_prob=1.0,
-        flip_prob=0.5,
-        flip_space="image",
-        border_value=(128.0, 128.0, 128.0),
-    )
-
-
-_FAMILY_RECIPES = {
-    "cpn": _cpn_recipe,
-    "mspn": _mspn_recipe,
-    "rsn": _mspn_recipe,
-    "hourglass": _hourglass_recipe,
-    "cpm": _cpm_recipe,
-}
-
-
 def border_value_for(spec: PoseSpec) -> tuple[float, float, float]:
     """The BGR fill the family's original uses outside the image (also at test time)."""
-    recipe = _FAMILY_RECIPES.get(spec.family.lower())
-    return recipe(spec).border_value if recipe else (0.0, 0.0, 0.0)
+    profile = PROFILES.get(spec.family.lower())
+    return profile.border_value if profile else (0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)

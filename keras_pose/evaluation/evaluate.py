@@ -4,7 +4,8 @@ Person boxes (the ground truth's, score 1, or a detector's) -> :class:`Predictor
 optional flip test, decode, back to image pixels) -> person score -> per-image NMS -> results
 json -> ``pycocotools`` COCOeval with the dataset's sigmas.
 
-Faithful defaults per family (``nms="auto"``, ``keypoint_threshold="auto"``):
+Faithful defaults per family (``nms="auto"``, ``keypoint_threshold="auto"``), from the
+family's :class:`~keras_pose.profiles.FamilyProfile`:
 
 * CPN, MSPN, RSN: no NMS of any kind and person score = box score x plain mean of the
   keypoint scores, as tf-cpn ``mptest.py`` and MSPN/RSN ``test.py`` do (MMPose's MSPN/RSN
@@ -39,25 +40,30 @@ from keras_pose.data.dataset_info import DatasetInfo
 from keras_pose.data.transforms import box_to_center_size
 from keras_pose.evaluation.coco_eval import coco_keypoint_ap
 from keras_pose.evaluation.nms import DEFAULT_THRESHOLD, NMS_MODES, suppress
-from keras_pose.evaluation.rescoring import DEFAULT_KEYPOINT_THRESHOLD, instance_scores
+from keras_pose.evaluation.rescoring import instance_scores
 from keras_pose.evaluation.results import make_results, write_results
+from keras_pose.profiles import MMPOSE_KEYPOINT_THRESHOLD, MMPOSE_NMS, PROFILES
 from keras_pose.spec import PoseSpec
 
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
-ORIGINAL_PROTOCOL_FAMILIES = ("cpn", "mspn", "rsn")  # evaluated by their authors on COCO
+DEFAULT_BATCH_SIZE = 32
 RESULTS_FILE_NAME = "person_keypoints_results.json"
 
 
 def default_nms(family: str) -> str:
-    """``"none"`` for CPN/MSPN/RSN (their originals), ``"oks"`` otherwise (MMPose)."""
-    return "none" if family in ORIGINAL_PROTOCOL_FAMILIES else "oks"
+    """The family profile's NMS: ``"none"`` for CPN/MSPN/RSN (their originals), ``"oks"``
+    for the others (MMPose); ``"oks"`` for a family without a profile."""
+    profile = PROFILES.get(family)
+    return profile.evaluation.nms if profile else MMPOSE_NMS
 
 
 def default_keypoint_threshold(family: str) -> float | None:
-    """``None`` (plain mean) for CPN/MSPN/RSN, MMPose's 0.2 otherwise."""
-    return None if family in ORIGINAL_PROTOCOL_FAMILIES else DEFAULT_KEYPOINT_THRESHOLD
+    """The family profile's rescoring threshold: ``None`` (plain mean) for CPN/MSPN/RSN,
+    MMPose's 0.2 for the others and for a family without a profile."""
+    profile = PROFILES.get(family)
+    return profile.evaluation.keypoint_threshold if profile else MMPOSE_KEYPOINT_THRESHOLD
 
 
 def crop_areas(boxes: np.ndarray, spec: PoseSpec) -> np.ndarray:
@@ -140,15 +146,21 @@ def _records(coco, ann_file, image_dir, det_file, dataset_info, det_score_thresh
 
 
 def _predictor_and_spec(model: Any, dataset_info, flip_test, batch_size):
-    """A :class:`Predictor` for a model; an object that already has ``predict_many`` is used
-    as it is (its own flip test and batch size)."""
+    """A :class:`Predictor` for a model. An object that already has ``predict_many`` (a
+    ``Predictor``, or a test oracle) is used as it is: it carries its own flip test and batch
+    size, so passing either here is an error rather than silently ignored."""
     if hasattr(model, "predict_many"):
+        given = [n for n, v in (("flip_test", flip_test), ("batch_size", batch_size))
+                 if v is not None]
+        if given:
+            raise ValueError(f"evaluate_coco got a predictor and {', '.join(given)}: set them on "
+                             "the Predictor, or pass the model")
         spec = getattr(model, "spec", None) or model.model.spec
         return model, spec
     from keras_pose.inference.predictor import Predictor
 
     predictor = Predictor(model, dataset_info=dataset_info, flip_test=flip_test,
-                          batch_size=batch_size)
+                          batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
     return predictor, model.spec
 
 
@@ -163,8 +175,8 @@ def evaluate_coco(
     ann_file: str | os.PathLike,
     image_dir: str | os.PathLike,
     det_file: str | os.PathLike | None = None,
-    flip_test: bool | None = True,
-    batch_size: int = 32,
+    flip_test: bool | None = None,
+    batch_size: int | None = None,
     dataset_info: DatasetInfo | None = None,
     nms: str = AUTO,
     nms_threshold: float = DEFAULT_THRESHOLD,
@@ -179,13 +191,14 @@ def evaluate_coco(
 
     Args:
         model: a :class:`~keras_pose.models.base.PoseModel` (or a ready predictor: an object
-            with ``predict_many`` and ``spec``; then ``flip_test``/``batch_size`` are its own).
+            with ``predict_many`` and ``spec``, which keeps its own flip test and batch size).
         ann_file: COCO keypoints json of the split (e.g. ``person_keypoints_val2017.json``).
         image_dir: folder of its images.
         det_file: a detector's person boxes (COCO results json); ``None`` uses the ground-truth
             boxes with score 1.
-        flip_test: average with the flipped crop (``None``: the spec's protocol).
-        batch_size: crops per model call.
+        flip_test: average with the flipped crop; ``None`` (default) follows
+            ``model.spec.flip_test``, the family's protocol.
+        batch_size: crops per model call (default 32).
         dataset_info: keypoint set (flip pairs, sigmas); default read from ``ann_file``.
         nms: ``"auto"`` (by family, see the module doc), ``"none"``, ``"oks"`` or ``"soft_oks"``.
         nms_threshold: OKS-NMS threshold (soft-OKS-NMS: the Gaussian's ``sigma``).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_KEYPOINT_THRESHOLD = 0.2
+from keras_pose.profiles import MMPOSE_KEYPOINT_THRESHOLD as DEFAULT_KEYPOINT_THRESHOLD
 
 
 def mean_keypoint_scores(

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from keras_pose.codecs.flip import check_flip_indices, flip_heatmaps_graph, flip_images_graph
 from keras_pose.export._archive import write_saved_model
 from keras_pose.export._model import (
     KEYPOINTS,
@@ -44,11 +46,12 @@ def saved_model(
     *,
     version: int | None = None,
     outputs: str | Sequence[str] = "final",
-    flip: bool | None = None,
+    flip_test: bool | None = None,
     flip_indices: Sequence[int] | None = None,
     image_channel_order: str = "RGB",
     check: bool = True,
     atol: float = 1e-4,
+    flip: bool | None = None,
 ) -> str:
     """Write ``model`` as a TF Serving SavedModel (see the module docstring for the signatures).
 
@@ -59,7 +62,7 @@ def saved_model(
         version: TF Serving version number (a positive integer).
         outputs: heatmap outputs ``serving_default`` returns: ``"final"`` (``heatmaps``, the
             default), ``"all"`` or a list of output names.
-        flip: flip test in ``predict_image`` (default: ``model.spec.flip_test``).
+        flip_test: flip test in ``predict_image`` (default: ``model.spec.flip_test``).
         flip_indices: left/right channel permutation for the flip; COCO-17's by default when
             the model has 17 keypoints.
         image_channel_order: channel order of ``predict_image``'s uint8 image (``"RGB"``,
@@ -68,6 +71,7 @@ def saved_model(
             Keras (``atol`` on heatmaps divided by the output's peak, see
             :mod:`keras_pose.export.parity`) and its keypoints with the in-graph decode of the
             Keras heatmaps; run ``predict_image`` once.
+        flip: the former name of ``flip_test`` (deprecated).
 
     Returns:
         The directory written. Raises ``ExportParityError`` (writing nothing) if a check fails.
@@ -81,7 +85,11 @@ def saved_model(
         path = os.path.join(path, str(int(version)))
     names = resolve_outputs(model, outputs)
     spec = model.spec
-    flip = spec.flip_test if flip is None else bool(flip)
+    if flip is not None:
+        warnings.warn("saved_model(flip=...) is deprecated; use flip_test=...",
+                      DeprecationWarning, stacklevel=2)
+        flip_test = flip if flip_test is None else flip_test
+    flip = spec.flip_test if flip_test is None else bool(flip_test)
     graph = ServingGraph(model, names, flip, _flip_indices(spec, flip, flip_indices), image_channel_order)
     with atomic_path(path, directory=True) as tmp:
         write_saved_model(
@@ -109,10 +117,7 @@ def _flip_indices(spec, flip: bool, flip_indices: Sequence[int] | None) -> list[
         from keras_pose.data.dataset_info import COCO17
 
         flip_indices = COCO17.flip_indices
-    indices = [int(i) for i in flip_indices]
-    if sorted(indices) != list(range(spec.num_keypoints)):
-        raise ValueError(f"flip_indices must permute the {spec.num_keypoints} keypoints, got {indices}")
-    return indices
+    return check_flip_indices(flip_indices, spec.num_keypoints)
 
 
 class ServingGraph:
@@ -235,13 +240,11 @@ class ServingGraph:
             return self.run_model(crops)[self.spec.final_output]
         # One batch of the crops and their mirrors (as tf-cpn's test does), then split.
         count = tf.shape(crops)[0]
-        both = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+        both = tf.concat([crops, flip_images_graph(crops)], axis=0)
         heatmaps = self.run_model(both)[self.spec.final_output]
         heatmaps, mirrored = heatmaps[:count], heatmaps[count:]
-        mirrored = tf.gather(tf.reverse(mirrored, axis=[2]), self.flip_indices, axis=3)
-        if self.spec.final.codec.flip_shift:
-            mirrored = tf.concat([mirrored[:, :, :1], mirrored[:, :, :-1]], axis=2)
-        return 0.5 * (heatmaps + mirrored)
+        shift = self.spec.final.codec.flip_shift
+        return 0.5 * (heatmaps + flip_heatmaps_graph(mirrored, self.flip_indices, shift=shift))
 
     def predict_image(self, image, boxes):
         """``predict_image``: uint8 image + ``x, y, w, h`` boxes -> image-pixel keypoints, scores."""

@@ -54,6 +54,7 @@ layers), which loads MMPose checkpoints (:func:`keras_pose.convert.load_mmpose_c
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import keras
@@ -61,12 +62,17 @@ import numpy as np
 from keras import ops
 
 from keras_pose.layers import ConvBN, PixelNormalization
-from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
-from keras_pose.models.mmpose_variant import (
-    MMPOSE_CHANNEL_ORDER,
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_positive,
     check_variant,
-    mmpose_normalization,
+    finish_builder,
+    keyword_builder,
 )
+from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
+from keras_pose.profiles import CPM as PROFILE
 from keras_pose.spec import PoseSpec, msra_outputs
 
 OUTPUT_STRIDE = 8
@@ -176,12 +182,14 @@ def cpm_spec(
     sigma = MMPOSE_TARGET_SIGMA if mmpose else TARGET_SIGMA
     outputs = msra_outputs(names, sigma, OUTPUT_STRIDE)
     return PoseSpec(
-        family="cpm",
+        family=PROFILE.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
-        channel_order=MMPOSE_CHANNEL_ORDER if mmpose else "BGR",
+        channel_order=MMPOSE_CHANNEL_ORDER if mmpose else PROFILE.channel_order,
         outputs=outputs,
-        flip_test=mmpose,  # applyModel.m: multi-scale search, no flip; MMPose: flip test
+        box_extension=PROFILE.box_extension,
+        # applyModel.m: multi-scale search, no flip; MMPose: flip test
+        flip_test=mmpose or PROFILE.evaluation.flip_test,
     )
 
 
@@ -279,15 +287,6 @@ def mmpose_stages(x, num_stages: int, num_keypoints: int) -> dict[str, Any]:
     return outputs
 
 
-def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    if len(input_shape) != 3 or int(input_shape[2]) != 3:
-        raise ValueError(f"CPM: input_shape must be (height, width, 3), got {input_shape}")
-    h, w, c = (int(v) for v in input_shape)
-    if h < OUTPUT_STRIDE or w < OUTPUT_STRIDE:
-        raise ValueError(f"CPM: input height and width must be >= {OUTPUT_STRIDE}, got {h}x{w}")
-    return h, w, c
-
-
 @keras.saving.register_keras_serializable(package="keras_pose")
 class CPMModel(PoseModel):
     """Convolutional Pose Machine (the original's no-BN network with a built-in centre map).
@@ -315,11 +314,8 @@ class CPMModel(PoseModel):
         variant: str = "original",
     ) -> None:
         check_variant(variant, "CPM")
-        if num_stages < 1:
-            raise ValueError(f"CPM: num_stages must be >= 1, got {num_stages}")
-        if num_keypoints < 1:
-            raise ValueError(f"CPM: num_keypoints must be >= 1, got {num_keypoints}")
-        h, w, c = check_input_shape(input_shape)
+        check_positive("CPM", num_stages=num_stages, num_keypoints=num_keypoints)
+        h, w, c = check_input_shape(input_shape, "CPM", minimum=OUTPUT_STRIDE)
         image = keras.Input(shape=(h, w, c), name=IMAGE_INPUT)
         if variant == "mmpose":
             outputs = mmpose_stages(mmpose_normalization()(image), num_stages, num_keypoints)
@@ -354,22 +350,21 @@ class CPMModel(PoseModel):
                 outputs[name_s] = belief
         return outputs
 
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        """Adam 5e-4 (MMPose's CPM recipe; see the module docstring for why not Caffe's SGD)."""
-        return keras.optimizers.Adam(5e-4)
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._arguments}
 
 
+@keyword_builder("num_stages", "input_shape", "num_keypoints", "weights", "compile", "name",
+                 "variant")
 def CPM(
-    num_stages: int = 6,
+    *,
     input_shape: Sequence[int] = (368, 368, 3),
     num_keypoints: int = 17,
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     compile: bool = True,
-    name: str | None = None,
     variant: str = "original",
+    num_stages: int = 6,
+    name: str | None = None,
 ) -> CPMModel:
     """Builds a :class:`CPMModel`, loads ``weights`` (a ``.weights.h5`` file) and compiles it
     with the family's losses and optimizer unless ``compile=False``. ``variant="mmpose"``

@@ -41,6 +41,7 @@ layout) and ``bn/{gamma,beta,moving_mean,moving_variance}`` is ``BatchNorm/...``
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Sequence
 
@@ -48,7 +49,17 @@ import keras
 
 from keras_pose.backbones.resnet import RESNET_DEPTHS, TFCPN_BN_EPSILON, TFCPN_BN_MOMENTUM, resnet
 from keras_pose.layers import BilinearUpsample, Bottleneck, ConvBN, LateralBlock, PixelNormalization
-from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_variant,
+    deprecated_alias,
+    finish_builder,
+    keyword_builder,
+    register_legacy_name,
+)
+from keras_pose.profiles import CPN as PROFILE
 from keras_pose.spec import PoseSpec, megvii_outputs
 
 PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)
@@ -61,8 +72,7 @@ OUTPUT_NAMES = ("global_c2", "global_c3", "global_c4", "global_c5", "heatmaps")
 # Gaussian kernels of the targets of global_c2..c5 and heatmaps (tf-cpn config.py gk15..gk7).
 KERNELS_256x192 = (15, 11, 9, 7, 7)
 KERNELS_384x288 = (23, 17, 13, 9, 9)
-# Test-time box extension: imgExtXBorder 0.1 and imgExtYBorder 0.15 per side.
-BOX_EXTENSION = (1.2, 1.3)
+BOX_EXTENSION = PROFILE.box_extension  # imgExtXBorder 0.1 and imgExtYBorder 0.15 per side
 XAVIER = "glorot_uniform"  # tf.contrib.layers.xavier_initializer() (uniform)
 HE = "he_normal"  # slim variance_scaling_initializer() (truncated normal, fan-in, factor 2)
 
@@ -85,13 +95,13 @@ def cpn_spec(input_size: Sequence[int], num_keypoints: int = 17) -> PoseSpec:
         decode_normalize=True,
     )
     return PoseSpec(
-        family="cpn",
+        family=PROFILE.family,
         input_size=(height, width),
         num_keypoints=num_keypoints,
-        channel_order="BGR",
+        channel_order=PROFILE.channel_order,
         outputs=outputs,
-        box_extension=BOX_EXTENSION,
-        flip_test=True,
+        box_extension=PROFILE.box_extension,
+        flip_test=PROFILE.evaluation.flip_test,
     )
 
 
@@ -178,21 +188,8 @@ def _depth_from(depth: int, backbone: str | None) -> int:
     return depth
 
 
-def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or shape[2] != 3 or any(s is None for s in shape):
-        raise ValueError(
-            f"CPN input_shape must be a static (height, width, 3), got {shape}: the model is "
-            "built for one crop size (its weights load into a CPN of any other size)"
-        )
-    height, width, _ = (int(s) for s in shape)
-    if height % STRIDE or width % STRIDE:
-        raise ValueError(f"CPN input height and width must be multiples of {STRIDE}, got {shape}")
-    return height, width, 3
-
-
 @keras.saving.register_keras_serializable(package="keras_pose")
-class CPN(PoseModel):
+class CPNModel(PoseModel):
     """Cascaded Pyramid Network: ResNet-v1 trunk, GlobalNet and RefineNet (see module doc).
 
     Args:
@@ -212,6 +209,7 @@ class CPN(PoseModel):
             ResNet state dict (``.pth``, read with PyTorch, or an ``.npz`` of the same keys),
             via :func:`keras_pose.convert.load_torchvision_resnet` (first conv adapted to
             CPN's BGR input). Not part of the config: it only initialises.
+        variant: ``"original"`` only (MMPose has no CPN).
         name: model name.
     """
 
@@ -225,11 +223,13 @@ class CPN(PoseModel):
         weight_decay: float = 1e-5,
         backbone: str | None = None,
         backbone_weights: str | None = None,
+        variant: str = "original",
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
+        check_variant(variant, "CPN", allowed=("original",))
         depth = _depth_from(depth, backbone)
-        height, width, channels = _check_input_shape(input_shape)
+        height, width, channels = check_input_shape(input_shape, "CPN", multiple=STRIDE)
         output_size = (height // STRIDE, width // STRIDE)
         regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         bn_kwargs = dict(
@@ -261,10 +261,6 @@ class CPN(PoseModel):
             from keras_pose.convert.torchvision import load_torchvision_resnet
 
             load_torchvision_resnet(self, backbone_weights)
-
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        """Adam at tf-cpn's base learning rate 5e-4 (the halving schedule is the trainer's)."""
-        return keras.optimizers.Adam(5e-4)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -320,28 +316,45 @@ def _tfcpn_leaf(parts: list[str], path: str) -> str:
     raise ValueError(f"variable {path!r} has no tf-cpn counterpart")
 
 
-def _build(depth: int, input_shape, num_keypoints, weights, compile, **kwargs) -> CPN:
-    model = CPN(depth=depth, input_shape=input_shape, num_keypoints=num_keypoints, **kwargs)
+_LEGACY_ORDER = ("input_shape", "num_keypoints", "weights", "compile")
+
+
+@keyword_builder(*_LEGACY_ORDER)
+def CPN50(
+    *,
+    input_shape: Sequence[int] = (256, 192, 3),
+    num_keypoints: int = 17,
+    weights: str | os.PathLike | None = None,
+    compile: bool = True,
+    variant: str = "original",
+    **kwargs: Any,
+) -> CPNModel:
+    """CPN with a ResNet-50 trunk (tf-cpn ``COCO.res50.{256x192,384x288}.CPN``); ``kwargs``
+    go to :class:`CPNModel`."""
+    model = CPNModel(depth=50, input_shape=input_shape, num_keypoints=num_keypoints,
+                     variant=variant, **kwargs)
     return finish_builder(model, weights, compile)
 
 
-def CPN50(
-    input_shape: Sequence[int] = (256, 192, 3),
-    num_keypoints: int = 17,
-    weights: str | None = None,
-    compile: bool = True,
-    **kwargs: Any,
-) -> CPN:
-    """CPN with a ResNet-50 trunk (tf-cpn ``COCO.res50.{256x192,384x288}.CPN``)."""
-    return _build(50, input_shape, num_keypoints, weights, compile, **kwargs)
-
-
+@keyword_builder(*_LEGACY_ORDER)
 def CPN101(
+    *,
     input_shape: Sequence[int] = (256, 192, 3),
     num_keypoints: int = 17,
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     compile: bool = True,
+    variant: str = "original",
     **kwargs: Any,
-) -> CPN:
-    """CPN with a ResNet-101 trunk (tf-cpn ``COCO.res101.{256x192,384x288}.CPN``)."""
-    return _build(101, input_shape, num_keypoints, weights, compile, **kwargs)
+) -> CPNModel:
+    """CPN with a ResNet-101 trunk (tf-cpn ``COCO.res101.{256x192,384x288}.CPN``); ``kwargs``
+    go to :class:`CPNModel`."""
+    model = CPNModel(depth=101, input_shape=input_shape, num_keypoints=num_keypoints,
+                     variant=variant, **kwargs)
+    return finish_builder(model, weights, compile)
+
+
+register_legacy_name(CPNModel, "CPN")
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(__name__, name, {"CPN": CPNModel})

@@ -26,6 +26,7 @@ Size: 25,434,112 parameters for 8 stacks of 256 features and 16 MPII joints (the
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import keras
@@ -33,7 +34,16 @@ import keras
 from keras_pose.backbones.hourglass import STEM_STRIDE, hourglass, hourglass_stem, residuals
 from keras_pose.layers import ConvBN, PixelNormalization
 from keras_pose.layers.residual import TORCH_CONV_INITIALIZER
-from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_positive,
+    check_variant,
+    finish_builder,
+    keyword_builder,
+)
+from keras_pose.profiles import HOURGLASS as PROFILE
 from keras_pose.spec import PoseSpec, msra_outputs
 
 HOURGLASS_DEPTH = 4
@@ -55,12 +65,13 @@ def hourglass_spec(input_size: Sequence[int], num_keypoints: int, num_stacks: in
     names = [output_name(stack, num_stacks) for stack in range(1, num_stacks + 1)]
     outputs = msra_outputs(names, TARGET_SIGMA, OUTPUT_STRIDE)
     return PoseSpec(
-        family="hourglass",
+        family=PROFILE.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
-        channel_order="RGB",
+        channel_order=PROFILE.channel_order,
         outputs=outputs,
-        flip_test=True,
+        box_extension=PROFILE.box_extension,
+        flip_test=PROFILE.evaluation.flip_test,
     )
 
 
@@ -71,26 +82,11 @@ def check_arguments(
     num_modules: int,
     num_keypoints: int,
 ) -> tuple[int, int, int]:
-    for label, value in (
-        ("num_stacks", num_stacks),
-        ("num_modules", num_modules),
-        ("num_keypoints", num_keypoints),
-    ):
-        if value < 1:
-            raise ValueError(f"StackedHourglass: {label} must be >= 1, got {value}")
+    check_positive("StackedHourglass", num_stacks=num_stacks, num_modules=num_modules,
+                   num_keypoints=num_keypoints)
     if num_features < 2 or num_features % 2:
         raise ValueError(f"StackedHourglass: num_features must be even, got {num_features}")
-    if len(input_shape) != 3 or int(input_shape[2]) != 3:
-        raise ValueError(
-            f"StackedHourglass: input_shape must be (height, width, 3), got {input_shape}"
-        )
-    h, w, c = (int(v) for v in input_shape)
-    if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
-        raise ValueError(
-            f"StackedHourglass: input height and width must be multiples of {INPUT_MULTIPLE}, "
-            f"got {h}x{w}"
-        )
-    return h, w, c
+    return check_input_shape(input_shape, "StackedHourglass", multiple=INPUT_MULTIPLE)
 
 
 def conv1x1(filters: int, name: str) -> keras.layers.Conv2D:
@@ -107,6 +103,8 @@ class StackedHourglassModel(PoseModel):
         num_modules: residuals per "Res" box (1).
         input_shape: ``(height, width, 3)``, multiples of 64; the RGB 0..255 crop.
         num_keypoints: K, the heatmap channels.
+        variant: ``"original"`` only (MMPose's Hourglass-52 is another network,
+            :class:`~keras_pose.models.hourglass52.Hourglass52Model`).
         name: model name (default ``hourglass_{S}stack``).
 
     Outputs ``stack1 .. stack{S-1}`` and ``heatmaps``, all ``(N, H/4, W/4, K)``.
@@ -122,7 +120,9 @@ class StackedHourglassModel(PoseModel):
         input_shape: Sequence[int] = (256, 256, 3),
         num_keypoints: int = 17,
         name: str | None = None,
+        variant: str = "original",
     ) -> None:
+        check_variant(variant, "StackedHourglass", allowed=("original",))
         h, w, c = check_arguments(input_shape, num_stacks, num_features, num_modules, num_keypoints)
         options = dict(
             bn_epsilon=BN_EPSILON,
@@ -164,31 +164,28 @@ class StackedHourglassModel(PoseModel):
             num_keypoints=num_keypoints,
         )
 
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        """RMSprop lr 2.5e-4, alpha 0.99, no momentum (pose-hg-train ``opts.lua``).
-
-        Torch7 divides by ``sqrt(m) + 1e-8``; Keras by ``sqrt(m + epsilon)``, so epsilon
-        1e-16 gives the same floor of 1e-8 where ``m`` vanishes and is negligible elsewhere.
-        """
-        return keras.optimizers.RMSprop(2.5e-4, rho=0.99, momentum=0.0, epsilon=1e-16)
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._arguments}
 
 
+@keyword_builder("num_stacks", "num_features", "num_modules", "input_shape", "num_keypoints",
+                 "weights", "compile", "name")
 def StackedHourglass(
+    *,
+    input_shape: Sequence[int] = (256, 256, 3),
+    num_keypoints: int = 17,
+    weights: str | os.PathLike | None = None,
+    compile: bool = True,
+    variant: str = "original",
     num_stacks: int = 8,
     num_features: int = 256,
     num_modules: int = 1,
-    input_shape: Sequence[int] = (256, 256, 3),
-    num_keypoints: int = 17,
-    weights: str | None = None,
-    compile: bool = True,
     name: str | None = None,
 ) -> StackedHourglassModel:
     """Builds a :class:`StackedHourglassModel`, loads ``weights`` (a ``.weights.h5`` file) and
     compiles it with the family's losses and optimizer unless ``compile=False``."""
     model = StackedHourglassModel(
-        num_stacks, num_features, num_modules, input_shape, num_keypoints, name=name
+        num_stacks, num_features, num_modules, input_shape, num_keypoints, name=name,
+        variant=variant,
     )
     return finish_builder(model, weights, compile)

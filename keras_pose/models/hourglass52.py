@@ -19,11 +19,13 @@ or stride changes); strided convs pad symmetrically; BN eps 1e-5. Input sides mu
 multiples of 128 (256x256 or 384x384). Keras layer names spell MMPose's module paths with
 ``.`` written ``__`` (``hourglass_modules__0__low1__0``), so MMPose checkpoints map by name
 (:func:`keras_pose.convert.load_mmpose_checkpoint`). Output: ``heatmaps`` ``(N, H/4, W/4, K)``,
-MSRA targets of sigma 2 (MMPose's codec). 94,847,889 parameters with 17 keypoints, as MMPose.
+MSRA targets of sigma 2 (MMPose's codec). 93,667,217 trainable parameters with 17 keypoints:
+MMPose's 94,847,889 less the one ``inters`` block it builds but never runs.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import keras
@@ -31,8 +33,16 @@ import keras
 from keras_pose.backbones.hourglass import nearest_upsample_x2
 from keras_pose.layers import ConvBN
 from keras_pose.layers.basic_block import BasicBlock
-from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
-from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_variant,
+    finish_builder,
+    keyword_builder,
+)
+from keras_pose.models.mmpose_variant import mmpose_normalization
+from keras_pose.profiles import HOURGLASS52 as PROFILE
 from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec
 
 STAGE_CHANNELS = (256, 256, 384, 384, 384, 512)
@@ -107,12 +117,13 @@ def conv_module(filters: int, kernel_size: int, path: str, strides: int = 1) -> 
 def hourglass52_spec(input_size: Sequence[int], num_keypoints: int) -> PoseSpec:
     codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True)
     return PoseSpec(
-        family="hourglass",
+        family=PROFILE.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
-        channel_order=MMPOSE_CHANNEL_ORDER,
+        channel_order=PROFILE.channel_order,
         outputs=(OutputSpec("heatmaps", OUTPUT_STRIDE, codec, loss="mse"),),
-        flip_test=True,
+        box_extension=PROFILE.box_extension,
+        flip_test=PROFILE.evaluation.flip_test,
     )
 
 
@@ -123,6 +134,7 @@ class Hourglass52Model(PoseModel):
     Args:
         input_shape: ``(height, width, 3)``, multiples of 128 (MMPose: 256x256 or 384x384).
         num_keypoints: K.
+        variant: ``"mmpose"`` only (the network exists only in MMPose).
         name: model name (default ``hourglass52``).
     """
 
@@ -133,15 +145,10 @@ class Hourglass52Model(PoseModel):
         input_shape: Sequence[int] = (256, 256, 3),
         num_keypoints: int = 17,
         name: str | None = None,
+        variant: str = "mmpose",
     ) -> None:
-        if len(input_shape) != 3 or int(input_shape[2]) != 3:
-            raise ValueError(f"Hourglass52: input_shape must be (height, width, 3), got {input_shape}")
-        h, w, c = (int(v) for v in input_shape)
-        if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
-            raise ValueError(
-                f"Hourglass52: input height and width must be multiples of {INPUT_MULTIPLE}, "
-                f"got {h}x{w}"
-            )
+        check_variant(variant, "Hourglass52", allowed=("mmpose",))
+        h, w, c = check_input_shape(input_shape, "Hourglass52", multiple=INPUT_MULTIPLE)
         image = keras.Input(shape=(h, w, c), name=IMAGE_INPUT)
         x = mmpose_normalization()(image)
         x = conv_module(STEM_CHANNELS, 7, "stem.0", strides=2)(x)
@@ -159,22 +166,22 @@ class Hourglass52Model(PoseModel):
         )
         self._arguments = dict(input_shape=[h, w, c], num_keypoints=num_keypoints)
 
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        """Adam 5e-4 (MMPose's recipe)."""
-        return keras.optimizers.Adam(5e-4)
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._arguments}
 
 
+@keyword_builder("input_shape", "num_keypoints", "weights", "compile", "name")
 def Hourglass52(
+    *,
     input_shape: Sequence[int] = (256, 256, 3),
     num_keypoints: int = 17,
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     compile: bool = True,
+    variant: str = "mmpose",
     name: str | None = None,
 ) -> Hourglass52Model:
     """Builds MMPose's Hourglass-52 (load MMPose weights with
     :func:`keras_pose.convert.load_mmpose_checkpoint`, or ``weights=`` a converted
     ``.weights.h5``)."""
-    return finish_builder(Hourglass52Model(input_shape, num_keypoints, name=name), weights, compile)
+    model = Hourglass52Model(input_shape, num_keypoints, name=name, variant=variant)
+    return finish_builder(model, weights, compile)

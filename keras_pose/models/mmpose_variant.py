@@ -8,17 +8,13 @@ takes the **RGB** 0..255 crop (``spec.channel_order == "RGB"``) and starts with 
 from __future__ import annotations
 
 from keras_pose.layers import PixelNormalization
+from keras_pose.models.base import VARIANTS, check_variant
 
-VARIANTS = ("original", "mmpose")
 MMPOSE_RGB_MEAN = (123.675, 116.28, 103.53)
 MMPOSE_RGB_STD = (58.395, 57.12, 57.375)
 MMPOSE_CHANNEL_ORDER = "RGB"
 
-
-def check_variant(variant: str, family: str) -> str:
-    if variant not in VARIANTS:
-        raise ValueError(f"{family}: variant must be one of {VARIANTS}, got {variant!r}")
-    return variant
+__all__ = ["MMPOSE_CHANNEL_ORDER", "VARIANTS", "check_variant", "mmpose_normalization"]
 
 
 def mmpose_normalization(name: str = "normalize") -> PixelNormalization:

@@ -31,26 +31,33 @@ units use L2 on visible joints with weight 1/4, the finest unit of every stage O
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import keras
 
 from keras_pose.layers import BilinearUpsample, Bottleneck, ConvBN, PixelNormalization
 from keras_pose.layers.prm import PoseRefineMachine
-from keras_pose.models.base import IMAGE_INPUT, PoseModel
-from keras_pose.models.mmpose_variant import (
-    MMPOSE_CHANNEL_ORDER,
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_positive,
     check_variant,
-    mmpose_normalization,
+    deprecated_alias,
+    finish_builder,
+    register_legacy_name,
 )
+from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
+from keras_pose.profiles import PROFILES
 from keras_pose.spec import PoseSpec, megvii_outputs
 
 # ImageNet statistics in BGR order, on the 0..255 scale (MSPN/RSN feed cv2's BGR images).
 BGR_MEAN = (0.406 * 255.0, 0.456 * 255.0, 0.485 * 255.0)
 BGR_STD = (0.225 * 255.0, 0.224 * 255.0, 0.229 * 255.0)
 # attribute.py COCO: TEST.X_EXTENTION = 0.09, TEST.Y_EXTENTION = 0.135, applied to the box
-# before its aspect ratio is fixed.
-TEST_BOX_EXTENSION = (1.09, 1.135)
+# before its aspect ratio is fixed (the MSPN and RSN profiles hold it).
+TEST_BOX_EXTENSION = PROFILES["mspn"].box_extension
 STEM_CHANNELS = 64
 UNIT_CHANNELS = 256
 LAYER_WIDTHS = (64, 128, 256, 512)
@@ -133,6 +140,7 @@ def multi_stage_spec(
     """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding.
 
     ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs."""
+    profile = PROFILES[family]
     kernels, losses, weights = [], [], []
     for stage in range(1, num_stages + 1):
         shift = 1 if stage == num_stages else 0
@@ -154,22 +162,9 @@ def multi_stage_spec(
         num_keypoints=num_keypoints,
         channel_order=channel_order,
         outputs=outputs,
-        box_extension=TEST_BOX_EXTENSION,
-        flip_test=True,
+        box_extension=profile.box_extension,
+        flip_test=profile.evaluation.flip_test,
     )
-
-
-def check_input_shape(input_shape: Sequence[int], family: str) -> tuple[int, int, int]:
-    """Height and width must be multiples of 32 so every level lines up with the resizes."""
-    if len(input_shape) != 3 or input_shape[2] != 3:
-        raise ValueError(f"{family}: input_shape must be (height, width, 3), got {input_shape}")
-    h, w, c = (int(v) for v in input_shape)
-    if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
-        raise ValueError(
-            f"{family}: input height and width must be multiples of {INPUT_MULTIPLE}, "
-            f"got {h}x{w}"
-        )
-    return h, w, c
 
 
 def build_multi_stage_network(
@@ -197,11 +192,9 @@ def build_multi_stage_network(
     mmpose = check_variant(variant, family) == "mmpose"
     if mmpose and use_prm:
         raise ValueError("variant='mmpose' has no PRM (MMPose's configs never enable it)")
-    if num_stages < 1:
-        raise ValueError(f"{family}: num_stages must be >= 1, got {num_stages}")
-    if num_keypoints < 1:
-        raise ValueError(f"{family}: num_keypoints must be >= 1, got {num_keypoints}")
-    h, w, _ = check_input_shape(input_shape, family)
+    check_positive(family, num_stages=num_stages, num_keypoints=num_keypoints)
+    # multiples of 32 so that every level lines up with the resizes
+    h, w, c = check_input_shape(input_shape, family, multiple=INPUT_MULTIPLE)
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
     options = dict(
         use_bias=not mmpose,
@@ -217,7 +210,7 @@ def build_multi_stage_network(
         use_prm=use_prm,
         options=options,
     )
-    image = keras.Input(shape=tuple(int(v) for v in input_shape), name=IMAGE_INPUT)
+    image = keras.Input(shape=(h, w, c), name=IMAGE_INPUT)
     if mmpose:
         x = mmpose_normalization()(image)
     else:
@@ -337,38 +330,68 @@ class _StageBuilder:
         return x
 
 
-def megvii_adam() -> keras.optimizers.Optimizer:
-    """Adam, lr 5e-4 per GPU of 32 crops (the originals' solver; warm-up and decay are the
-    training schedule's job, weight decay is the kernel regularizer's)."""
-    return keras.optimizers.Adam(5e-4)
-
-
 class MultiStagePoseModel(PoseModel):
-    """What MSPN and RSN share: the multi-stage graph of a downsample design, its spec, the
-    Megvii solver and a config of the constructor's ``arguments``."""
+    """What MSPN and RSN share: the multi-stage graph of a downsample design, its spec and the
+    config of the shared constructor arguments (subclasses add their own)."""
 
     family = ""
 
-    def __init__(self, design: DownsampleDesign, name: str, arguments: dict[str, Any]) -> None:
-        arguments = {**arguments, "input_shape": [int(v) for v in arguments["input_shape"]]}
-        network = {k: v for k, v in arguments.items() if k != "depth"}
-        image, outputs = build_multi_stage_network(family=self.family, design=design, **network)
-        channel_order = MMPOSE_CHANNEL_ORDER if arguments["variant"] == "mmpose" else "BGR"
-        spec = multi_stage_spec(self.family, arguments["input_shape"][:2],
-                                arguments["num_keypoints"], arguments["num_stages"], channel_order)
+    def __init__(
+        self,
+        design: DownsampleDesign,
+        *,
+        num_stages: int,
+        input_shape: Sequence[int],
+        num_keypoints: int,
+        use_prm: bool,
+        weight_decay: float,
+        bn_epsilon: float,
+        bn_momentum: float,
+        variant: str,
+        name: str,
+    ) -> None:
+        image, outputs = build_multi_stage_network(
+            input_shape,
+            family=self.family,
+            design=design,
+            num_stages=num_stages,
+            num_keypoints=num_keypoints,
+            use_prm=use_prm,
+            weight_decay=weight_decay,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            variant=variant,
+        )
+        channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
+        image_shape = tuple(int(v) for v in image.shape[1:])
+        spec = multi_stage_spec(
+            self.family, image_shape[:2], num_keypoints, num_stages, channel_order
+        )
         super().__init__(inputs=image, outputs=outputs, spec=spec, name=name)
-        self._arguments = arguments
-        self.variant = arguments["variant"]
-
-    def default_optimizer(self) -> keras.optimizers.Optimizer:
-        return megvii_adam()
+        self.num_stages = num_stages
+        self.image_shape = image_shape
+        self.num_keypoints = num_keypoints
+        self.use_prm = use_prm
+        self.weight_decay = weight_decay
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.variant = variant
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._arguments}
+        return {
+            **super().get_config(),
+            "num_stages": self.num_stages,
+            "input_shape": list(self.image_shape),
+            "num_keypoints": self.num_keypoints,
+            "weight_decay": self.weight_decay,
+            "bn_epsilon": self.bn_epsilon,
+            "bn_momentum": self.bn_momentum,
+            "variant": self.variant,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class MSPN(MultiStagePoseModel):
+class MSPNModel(MultiStagePoseModel):
     """Multi-Stage Pose Network with ResNet-50 downsample modules (the original's layout).
 
     Args:
@@ -399,7 +422,39 @@ class MSPN(MultiStagePoseModel):
         variant: str = "original",
         name: str | None = None,
     ) -> None:
-        arguments = dict(num_stages=num_stages, input_shape=input_shape,
-                         num_keypoints=num_keypoints, weight_decay=weight_decay,
-                         bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, variant=variant)
-        super().__init__(MSPN_DOWNSAMPLE, name or f"mspn_{num_stages}stage", arguments)
+        super().__init__(
+            MSPN_DOWNSAMPLE,
+            num_stages=num_stages,
+            input_shape=input_shape,
+            num_keypoints=num_keypoints,
+            use_prm=False,
+            weight_decay=weight_decay,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            variant=variant,
+            name=name or f"mspn_{num_stages}stage",
+        )
+
+
+def MSPN50(
+    *,
+    input_shape: Sequence[int] = (256, 192, 3),
+    num_keypoints: int = 17,
+    weights: str | os.PathLike | None = None,
+    compile: bool = True,
+    variant: str = "original",
+    num_stages: int = 1,
+    **kwargs: Any,
+) -> MSPNModel:
+    """MSPN with ResNet-50 downsample modules; ``num_stages`` 1-4 (``2xmspn50`` ...);
+    ``kwargs`` go to :class:`MSPNModel`."""
+    model = MSPNModel(num_stages=num_stages, input_shape=input_shape,
+                      num_keypoints=num_keypoints, variant=variant, **kwargs)
+    return finish_builder(model, weights, compile)
+
+
+register_legacy_name(MSPNModel, "MSPN")
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(__name__, name, {"MSPN": MSPNModel})

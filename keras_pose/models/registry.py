@@ -1,5 +1,9 @@
 """The registry of model names: ``MODELS`` (name -> builder), ``FAMILIES`` (name -> family,
-i.e. training recipe), ``build_model`` and ``load_model`` (a name or a ``.keras`` file).
+read from the :class:`~keras_pose.profiles.FamilyProfile` that lists the name),
+``build_model`` and ``load_model`` (a name or a ``.keras`` file).
+
+Every builder has one signature: keyword arguments ``input_shape``, ``num_keypoints``,
+``weights``, ``compile``, ``variant``, then the family's own (``num_stages``, ``num_stacks``...).
 """
 
 from __future__ import annotations
@@ -13,45 +17,27 @@ from keras_pose.models.cpm import CPM
 from keras_pose.models.cpn import CPN50, CPN101
 from keras_pose.models.hourglass import StackedHourglass
 from keras_pose.models.hourglass52 import Hourglass52
-from keras_pose.models.mspn import MSPN
+from keras_pose.models.mspn import MSPN50
 from keras_pose.models.rsn import RSN18, RSN50
-from keras_pose.models.tiny import TinyPoseNet
-
-
-def _class_builder(cls: type, **fixed: Any) -> Callable[..., PoseModel]:
-    def build(weights=None, compile: bool = True, **kwargs: Any) -> PoseModel:
-        return finish_builder(cls(**fixed, **kwargs), weights, compile)
-
-    return build
+from keras_pose.models.tiny import TinyPose
+from keras_pose.profiles import family_of
 
 
 MODELS: dict[str, Callable[..., PoseModel]] = {
     "cpn50": CPN50,
     "cpn101": CPN101,
-    **{
-        (f"{s}xmspn50" if s > 1 else "mspn50"): _class_builder(MSPN, num_stages=s)
-        for s in (1, 2, 3, 4)
-    },
+    "mspn50": MSPN50,
+    **{f"{s}xmspn50": functools.partial(MSPN50, num_stages=s) for s in (2, 3, 4)},
     "rsn18": RSN18,
     "rsn50": RSN50,
     **{f"{s}xrsn50": functools.partial(RSN50, num_stages=s) for s in (2, 3, 4)},
     "cpm": CPM,
     "hourglass": StackedHourglass,
     "hourglass52": Hourglass52,
-    "tiny": _class_builder(TinyPoseNet),
+    "tiny": TinyPose,
 }
 
-FAMILIES: dict[str, str] = {
-    name: family
-    for family, names in {
-        "cpn": ("cpn50", "cpn101"),
-        "mspn": ("mspn50", "2xmspn50", "3xmspn50", "4xmspn50"),
-        "rsn": ("rsn18", "rsn50", "2xrsn50", "3xrsn50", "4xrsn50", "tiny"),
-        "cpm": ("cpm",),
-        "hourglass": ("hourglass", "hourglass52"),
-    }.items()
-    for name in names
-}
+FAMILIES: dict[str, str] = {name: family_of(name) for name in MODELS}
 
 
 def check_model_name(name: str) -> str:

@@ -24,7 +24,12 @@ from typing import Any, Sequence
 import keras
 
 from keras_pose.layers.rsb import ResidualStepsBlock
-from keras_pose.models.base import finish_builder
+from keras_pose.models.base import (
+    deprecated_alias,
+    finish_builder,
+    keyword_builder,
+    register_legacy_name,
+)
 from keras_pose.models.mspn import DownsampleDesign, MultiStagePoseModel
 
 RSN_LAYERS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -42,7 +47,7 @@ def rsn_downsample(depth: int) -> DownsampleDesign:
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class RSN(MultiStagePoseModel):
+class RSNModel(MultiStagePoseModel):
     """Residual Steps Network: MSPN's multi-stage wrapper around RSB downsample modules.
 
     Args:
@@ -58,7 +63,8 @@ class RSN(MultiStagePoseModel):
             conv biases, RGB input with ImageNet mean/std; loads MMPose checkpoints).
         name: model name (default ``rsn{depth}``, or ``{S}xrsn{depth}`` for S stages).
 
-    Outputs as :class:`~keras_pose.models.mspn.MSPN`: ``stage{s}_unit{u}`` and ``heatmaps``.
+    Outputs as :class:`~keras_pose.models.mspn.MSPNModel`: ``stage{s}_unit{u}`` and
+    ``heatmaps``.
     """
 
     family = "rsn"
@@ -76,43 +82,65 @@ class RSN(MultiStagePoseModel):
         variant: str = "original",
         name: str | None = None,
     ) -> None:
-        arguments = dict(depth=depth, num_stages=num_stages, use_prm=use_prm,
-                         input_shape=input_shape, num_keypoints=num_keypoints,
-                         weight_decay=weight_decay, bn_epsilon=bn_epsilon,
-                         bn_momentum=bn_momentum, variant=variant)
         default_name = f"rsn{depth}" if num_stages == 1 else f"{num_stages}xrsn{depth}"
-        super().__init__(rsn_downsample(depth), name or default_name, arguments)
+        super().__init__(
+            rsn_downsample(depth),
+            num_stages=num_stages,
+            input_shape=input_shape,
+            num_keypoints=num_keypoints,
+            use_prm=use_prm,
+            weight_decay=weight_decay,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            variant=variant,
+            name=name or default_name,
+        )
+        self.depth = depth
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "depth": self.depth, "use_prm": self.use_prm}
 
 
-def _build_rsn(
-    depth: int,
-    input_shape: Sequence[int],
-    num_keypoints: int,
-    weights: str | os.PathLike | None,
-    compile: bool,
+_LEGACY_ORDER = ("input_shape", "num_keypoints", "weights", "compile")
+
+
+@keyword_builder(*_LEGACY_ORDER)
+def RSN18(
+    *,
+    input_shape: Sequence[int] = (256, 192, 3),
+    num_keypoints: int = 17,
+    weights: str | os.PathLike | None = None,
+    compile: bool = True,
+    variant: str = "original",
     **kwargs: Any,
-) -> RSN:
-    model = RSN(depth=depth, input_shape=input_shape, num_keypoints=num_keypoints, **kwargs)
+) -> RSNModel:
+    """RSN-18 (the released RSN code: 1 stage, [2,2,2,2] RSBs); ``kwargs`` go to
+    :class:`RSNModel`."""
+    model = RSNModel(depth=18, input_shape=input_shape, num_keypoints=num_keypoints,
+                     variant=variant, **kwargs)
     return finish_builder(model, weights, compile)
 
 
-def RSN18(
-    input_shape: Sequence[int] = (256, 192, 3),
-    num_keypoints: int = 17,
-    weights: str | os.PathLike | None = None,
-    compile: bool = True,
-    **kwargs: Any,
-) -> RSN:
-    """RSN-18 (the released RSN code: 1 stage, [2,2,2,2] RSBs). ``kwargs`` go to :class:`RSN`."""
-    return _build_rsn(18, input_shape, num_keypoints, weights, compile, **kwargs)
-
-
+@keyword_builder(*_LEGACY_ORDER)
 def RSN50(
+    *,
     input_shape: Sequence[int] = (256, 192, 3),
     num_keypoints: int = 17,
     weights: str | os.PathLike | None = None,
     compile: bool = True,
+    variant: str = "original",
+    num_stages: int = 1,
     **kwargs: Any,
-) -> RSN:
-    """RSN-50 ([3,4,6,3] RSBs); ``num_stages=4`` gives 4xRSN-50. ``kwargs`` go to :class:`RSN`."""
-    return _build_rsn(50, input_shape, num_keypoints, weights, compile, **kwargs)
+) -> RSNModel:
+    """RSN-50 ([3,4,6,3] RSBs); ``num_stages=4`` gives 4xRSN-50. ``kwargs`` go to
+    :class:`RSNModel`."""
+    model = RSNModel(depth=50, num_stages=num_stages, input_shape=input_shape,
+                     num_keypoints=num_keypoints, variant=variant, **kwargs)
+    return finish_builder(model, weights, compile)
+
+
+register_legacy_name(RSNModel, "RSN")
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(__name__, name, {"RSN": RSNModel})

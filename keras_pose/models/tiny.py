@@ -1,4 +1,4 @@
-"""`TinyPoseNet`: a few-layer pose network for smoke-testing a data set and the training set-up.
+"""`TinyPoseModel`: a few-layer pose network for smoke-testing a data set and the training set-up.
 
 It is not a model to train for accuracy: it exists so that ``recipes/train_coco.py --model
 tiny`` checks a new data folder, a multi-GPU or multi-worker set-up or a resume in seconds
@@ -11,12 +11,22 @@ times 255), so a few steps visibly lower the loss.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import keras
 
 from keras_pose.layers import ConvBN, PixelNormalization
-from keras_pose.models.base import IMAGE_INPUT, PoseModel
+from keras_pose.models.base import (
+    IMAGE_INPUT,
+    PoseModel,
+    check_input_shape,
+    check_variant,
+    deprecated_alias,
+    finish_builder,
+    register_legacy_name,
+)
+from keras_pose.profiles import profile_for
 from keras_pose.spec import PoseSpec, megvii_outputs
 
 STRIDE = 4
@@ -31,12 +41,15 @@ def tiny_spec(family: str, input_size: Sequence[int], num_keypoints: int) -> Pos
     outputs = megvii_outputs(
         OUTPUTS, KERNELS, losses=("mse", "ohkm"), loss_weights=(0.25, 1.0), stride=STRIDE
     )
+    profile = profile_for(family)
     return PoseSpec(
-        family=family,
+        family=profile.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
         channel_order="BGR",
         outputs=outputs,
+        box_extension=profile.box_extension,
+        flip_test=profile.evaluation.flip_test,
     )
 
 
@@ -47,7 +60,7 @@ def head(x, num_keypoints: int, name: str):
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class TinyPoseNet(PoseModel):
+class TinyPoseModel(PoseModel):
     """Four conv-BN-ReLU layers to stride 4 and two 1x1 heads (about 10k parameters).
 
     Args:
@@ -66,10 +79,7 @@ class TinyPoseNet(PoseModel):
         width: int = 16,
         name: str | None = None,
     ) -> None:
-        height, width_px, channels = (int(v) for v in input_shape)
-        if height % STRIDE or width_px % STRIDE:
-            raise ValueError(f"TinyPoseNet: input height and width must be multiples of "
-                             f"{STRIDE}, got {height}x{width_px}")
+        height, width_px, channels = check_input_shape(input_shape, "TinyPose", multiple=STRIDE)
         image = keras.Input((height, width_px, channels), name=IMAGE_INPUT)
         x = PixelNormalization(BGR_MEAN, BGR_STD, name="normalize")(image)
         x = ConvBN(width, 3, strides=2, name="conv1")(x)
@@ -89,3 +99,28 @@ class TinyPoseNet(PoseModel):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._arguments}
+
+
+def TinyPose(
+    *,
+    input_shape: Sequence[int] = (64, 48, 3),
+    num_keypoints: int = 17,
+    weights: str | os.PathLike | None = None,
+    compile: bool = True,
+    variant: str = "original",
+    family: str = "rsn",
+    width: int = 16,
+    name: str | None = None,
+) -> TinyPoseModel:
+    """Builds a :class:`TinyPoseModel` standing in for ``family`` (smoke tests only)."""
+    check_variant(variant, "TinyPose", allowed=("original",))
+    model = TinyPoseModel(family=family, input_shape=input_shape, num_keypoints=num_keypoints,
+                          width=width, name=name)
+    return finish_builder(model, weights, compile)
+
+
+register_legacy_name(TinyPoseModel, "TinyPoseNet")
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(__name__, name, {"TinyPoseNet": TinyPoseModel})
