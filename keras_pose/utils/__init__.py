@@ -4,6 +4,14 @@ themselves in errors (:mod:`keras_pose.utils.files`), recipe flag checks
 
 from keras_pose.utils.atomic import atomic_path, save_atomic, write_json, write_text
 from keras_pose.utils.files import read_json
-from keras_pose.utils.flops import flops
 
 __all__ = ["atomic_path", "flops", "read_json", "save_atomic", "write_json", "write_text"]
+
+
+def __getattr__(name: str):
+    """``flops`` needs Keras: imported on first use, so the file helpers stay light."""
+    if name == "flops":
+        from keras_pose.utils.flops import flops
+
+        return flops
+    raise AttributeError(f"module 'keras_pose.utils' has no attribute {name!r}")
