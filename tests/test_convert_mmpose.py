@@ -25,7 +25,7 @@ import pytest
 
 from keras_pose.convert import WeightMappingError, read_torch_state_dict
 from keras_pose.convert.mmpose import load_mmpose_checkpoint, load_mmpose_weights
-from keras_pose.convert.mmpose_decode import decode_like_mmpose
+from keras_pose.codecs import codec_from_spec
 from keras_pose.models.cpm import CPMModel
 from keras_pose.models.hourglass52 import Hourglass52Model
 from keras_pose.models.mspn import MSPN
@@ -293,7 +293,9 @@ def test_parity_with_mmpose(name):
     final = np.abs(np.asarray(outputs["heatmaps"]) - reference[f"heatmaps_{index}"]).max()
     print(f"\nPARITY {name}: {len(model.spec.output_names)} outputs, max |diff| / range "
           f"{worst:.2e}, final heatmaps max |diff| {final:.2e}")
-    keypoints, scores = decode_like_mmpose(model, np.asarray(outputs["heatmaps"]))
+    final = model.spec.final
+    codec = codec_from_spec(final.codec, model.spec.input_size, final.stride)
+    keypoints, scores = codec.decode(np.asarray(outputs["heatmaps"]))
     # identical, except where two neighbours of a random map tie within float noise and the
     # quarter-cell shift takes the other sign
     quarter = 0.25 * model.spec.final.stride

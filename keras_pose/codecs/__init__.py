@@ -7,7 +7,8 @@
 * ``decode(heatmaps (N, h, w, K)) -> (keypoints (N, K, 2) crop px, scores (N, K))``.
 
 :mod:`keras_pose.codecs.graph` has the same decodes in ``keras.ops`` for exported graphs;
-:mod:`keras_pose.codecs.flip` the flip test.
+:mod:`keras_pose.codecs.flip` the flip test; :mod:`keras_pose.codecs.mmpose` MMPose's conventions
+(``CodecSpec.convention == "mmpose"``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,17 @@ def codec_from_spec(
             peak=codec_spec.peak,
             decode_blur=codec_spec.decode_blur,
             decode_normalize=codec_spec.decode_normalize,
+            convention=codec_spec.convention,
         )
     if codec_spec.type == MSRA:
-        return MSRACodec(codec_spec.sigma, input_size, stride, peak=codec_spec.peak, refine=refine)
+        return MSRACodec(
+            codec_spec.sigma,
+            input_size,
+            stride,
+            peak=codec_spec.peak,
+            refine=refine,
+            convention=codec_spec.convention,
+        )
     raise ValueError(f"unknown codec type {codec_spec.type!r}")
 
 

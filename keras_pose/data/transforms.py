@@ -325,7 +325,7 @@ def _cpm_recipe(spec: PoseSpec) -> AugmentConfig:
         rotation_prob=1.0,
         flip_prob=0.5,
         flip_space="image",
-        border_value=(128.0, 128.0, 128.0),
+        border_value=(0.0, 0.0, 0.0) if spec.final.codec.mmpose else (128.0, 128.0, 128.0),
     )
 
 
@@ -339,7 +339,10 @@ _FAMILY_RECIPES = {
 
 
 def border_value_for(spec: PoseSpec) -> tuple[float, float, float]:
-    """The BGR fill the family's original uses outside the image (also at test time)."""
+    """The BGR fill the family's original uses outside the image (also at test time); 0 for
+    MMPose's convention (its ``TopdownAffine``)."""
+    if spec.final.codec.mmpose:
+        return (0.0, 0.0, 0.0)
     recipe = _FAMILY_RECIPES.get(spec.family.lower())
     return recipe(spec).border_value if recipe else (0.0, 0.0, 0.0)
 

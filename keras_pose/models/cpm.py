@@ -63,9 +63,11 @@ from keras import ops
 from keras_pose.layers import ConvBN, PixelNormalization
 from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
 from keras_pose.models.mmpose_variant import (
+    MMPOSE_BOX_EXTENSION,
     MMPOSE_CHANNEL_ORDER,
     check_variant,
     mmpose_normalization,
+    variant_convention,
 )
 from keras_pose.spec import PoseSpec, msra_outputs
 
@@ -174,7 +176,7 @@ def cpm_spec(
     mmpose = variant == "mmpose"
     names = [output_name(stage, num_stages) for stage in range(1, num_stages + 1)]
     sigma = MMPOSE_TARGET_SIGMA if mmpose else TARGET_SIGMA
-    outputs = msra_outputs(names, sigma, OUTPUT_STRIDE)
+    outputs = msra_outputs(names, sigma, OUTPUT_STRIDE, convention=variant_convention(variant))
     return PoseSpec(
         family="cpm",
         input_size=(int(input_size[0]), int(input_size[1])),
@@ -182,6 +184,7 @@ def cpm_spec(
         channel_order=MMPOSE_CHANNEL_ORDER if mmpose else "BGR",
         outputs=outputs,
         flip_test=mmpose,  # applyModel.m: multi-scale search, no flip; MMPose: flip test
+        **({"box_extension": MMPOSE_BOX_EXTENSION} if mmpose else {}),
     )
 
 

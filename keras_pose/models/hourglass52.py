@@ -32,8 +32,12 @@ from keras_pose.backbones.hourglass import nearest_upsample_x2
 from keras_pose.layers import ConvBN
 from keras_pose.layers.basic_block import BasicBlock
 from keras_pose.models.base import IMAGE_INPUT, PoseModel, finish_builder
-from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
-from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec
+from keras_pose.models.mmpose_variant import (
+    MMPOSE_BOX_EXTENSION,
+    MMPOSE_CHANNEL_ORDER,
+    mmpose_normalization,
+)
+from keras_pose.spec import MMPOSE, MSRA, CodecSpec, OutputSpec, PoseSpec
 
 STAGE_CHANNELS = (256, 256, 384, 384, 384, 512)
 STAGE_BLOCKS = (2, 2, 2, 2, 2, 4)
@@ -105,13 +109,14 @@ def conv_module(filters: int, kernel_size: int, path: str, strides: int = 1) -> 
 
 
 def hourglass52_spec(input_size: Sequence[int], num_keypoints: int) -> PoseSpec:
-    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True)
+    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True, convention=MMPOSE)
     return PoseSpec(
         family="hourglass",
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
         channel_order=MMPOSE_CHANNEL_ORDER,
         outputs=(OutputSpec("heatmaps", OUTPUT_STRIDE, codec, loss="mse"),),
+        box_extension=MMPOSE_BOX_EXTENSION,
         flip_test=True,
     )
 

@@ -39,9 +39,11 @@ from keras_pose.layers import BilinearUpsample, Bottleneck, ConvBN, PixelNormali
 from keras_pose.layers.prm import PoseRefineMachine
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
 from keras_pose.models.mmpose_variant import (
+    MMPOSE_BOX_EXTENSION,
     MMPOSE_CHANNEL_ORDER,
     check_variant,
     mmpose_normalization,
+    variant_convention,
 )
 from keras_pose.spec import PoseSpec, megvii_outputs
 
@@ -129,10 +131,12 @@ def multi_stage_spec(
     num_keypoints: int,
     num_stages: int,
     channel_order: str = "BGR",
+    variant: str = "original",
 ) -> PoseSpec:
     """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding.
 
-    ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs."""
+    ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs, whose spec also has
+    MMPose's codec convention and box padding."""
     kernels, losses, weights = [], [], []
     for stage in range(1, num_stages + 1):
         shift = 1 if stage == num_stages else 0
@@ -147,6 +151,7 @@ def multi_stage_spec(
         stride=OUTPUT_STRIDE,
         decode_blur=DECODE_BLUR,
         decode_normalize=False,
+        convention=variant_convention(variant),
     )
     return PoseSpec(
         family=family,
@@ -154,7 +159,7 @@ def multi_stage_spec(
         num_keypoints=num_keypoints,
         channel_order=channel_order,
         outputs=outputs,
-        box_extension=TEST_BOX_EXTENSION,
+        box_extension=MMPOSE_BOX_EXTENSION if variant == "mmpose" else TEST_BOX_EXTENSION,
         flip_test=True,
     )
 
@@ -355,7 +360,8 @@ class MultiStagePoseModel(PoseModel):
         image, outputs = build_multi_stage_network(family=self.family, design=design, **network)
         channel_order = MMPOSE_CHANNEL_ORDER if arguments["variant"] == "mmpose" else "BGR"
         spec = multi_stage_spec(self.family, arguments["input_shape"][:2],
-                                arguments["num_keypoints"], arguments["num_stages"], channel_order)
+                                arguments["num_keypoints"], arguments["num_stages"], channel_order,
+                                arguments["variant"])
         super().__init__(inputs=image, outputs=outputs, spec=spec, name=name)
         self._arguments = arguments
         self.variant = arguments["variant"]
