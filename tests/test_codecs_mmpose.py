@@ -95,7 +95,7 @@ def random_maps(seed, n=3, h=16, w=12, k=17, scale=1.0):
     rng = np.random.default_rng(seed)
     maps = rng.normal(0.0, 0.1, (n, h, w, k)).astype(np.float32)
     spots = [(0, 0), (h - 1, w - 1), (0, 5), (7, 0), (1, 1), (h - 2, w - 2), (1, 6), (6, 1),
-             (h - 2, 3), (3, w - 2), (5, 5), (2, 2)]
+             (h - 2, 3), (3, w - 2), (5, 5), (2, 2), (h - 1, 4), (4, w - 1)]
     for i in range(n):
         for j, (r, c) in enumerate(spots):
             maps[i, r, c, j] = 3.0

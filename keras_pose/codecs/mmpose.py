@@ -42,9 +42,10 @@ def _neighbour_signs(maps, rows, cols, use_x, use_y) -> np.ndarray:
     """``(N, K, 2)`` signs of the x and y neighbour differences where ``use_x`` / ``use_y``."""
     _, h, w, _ = maps.shape
     n, k = np.indices(rows.shape)
-    r, c = np.clip(rows, 1, h - 2), np.clip(cols, 1, w - 2)
-    diff_x = np.where(use_x, maps[n, r, c + 1, k] - maps[n, r, c - 1, k], 0.0)
-    diff_y = np.where(use_y, maps[n, r + 1, c, k] - maps[n, r - 1, c, k], 0.0)
+    r, c = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    inner_r, inner_c = np.clip(rows, 1, h - 2), np.clip(cols, 1, w - 2)
+    diff_x = np.where(use_x, maps[n, r, inner_c + 1, k] - maps[n, r, inner_c - 1, k], 0.0)
+    diff_y = np.where(use_y, maps[n, inner_r + 1, c, k] - maps[n, inner_r - 1, c, k], 0.0)
     return np.stack([np.sign(diff_x), np.sign(diff_y)], axis=-1)
 
 
