@@ -15,7 +15,7 @@ from typing import Any
 
 from keras_pose import codecs, data, evaluation, inference, layers, losses, models
 from keras_pose.data.dataset_info import COCO17, DatasetInfo
-from keras_pose.inference import Predictor, draw_skeleton
+from keras_pose.inference import PoseInferencer, Predictor, draw_skeleton, load_pose
 from keras_pose.inference import visualize
 from keras_pose.models import (
     CPM,
@@ -58,6 +58,7 @@ __all__ = [
     "Hourglass52",
     "MSPN",
     "OutputSpec",
+    "PoseInferencer",
     "PoseModel",
     "PoseSpec",
     "Predictor",
@@ -74,6 +75,7 @@ __all__ = [
     "evaluation",
     "inference",
     "layers",
+    "load_pose",
     "losses",
     "models",
     "visualize",

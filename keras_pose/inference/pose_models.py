@@ -119,6 +119,9 @@ class KerasPose:
         self.dataset_info = COCO17 if self.spec.num_keypoints == COCO17.num_keypoints else None
 
     def predict_on_batch(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        if len(crops) == 0:
+            shape = (0, *self.spec.heatmap_size(), self.spec.num_keypoints)
+            return {self.spec.final_output: np.zeros(shape, np.float32)}
         outputs = self.model(np.asarray(crops, np.float32), training=False)
         return {self.spec.final_output: np.asarray(outputs[self.spec.final_output], np.float32)}
 
