@@ -253,3 +253,18 @@ def test_predictor_reads_an_mmpose_variant_without_the_half_cell():
     np.testing.assert_allclose(mmpose[0, :, :2], np.tile([24.0, 32.0], (17, 1)), atol=1e-6)
     np.testing.assert_allclose(plain[0, :, :2] - mmpose[0, :, :2], 4.0, atol=1e-6)
     assert codec_from_spec(spec.final.codec, spec.input_size, 8).convention == "mmpose"
+
+
+def test_training_targets_of_an_mmpose_variant_use_mmpose_encode():
+    from keras_pose.data.targets import make_targets
+
+    spec = cpm_spec((64, 48), 17, 2, "mmpose")
+    keypoints = np.zeros((17, 3), np.float32)
+    keypoints[:, :2] = [21.9, 30.1]  # stride 8: cell (2.74, 3.76) -> MMPose's (3, 4)
+    keypoints[:, 2] = 2
+    targets, _ = make_targets(spec, keypoints)
+    for name in spec.output_names:
+        row, col = np.unravel_index(targets[name][:, :, 0].argmax(), targets[name].shape[:2])
+        assert (row, col) == (4, 3)
+    original, _ = make_targets(cpm_spec((64, 48), 17, 2), keypoints)
+    assert np.unravel_index(original["heatmaps"][:, :, 0].argmax(), (8, 6)) == (3, 2)
