@@ -29,20 +29,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 FORMS = ("Keras", "SavedModel", "LiteRT fp32", "LiteRT int8", "ONNX")
 
 
-def export_forms(model, root: str) -> dict[str, object]:
+def export_forms(model, root: str, names: Sequence[str]) -> dict[str, object]:
+    """Each form in ``names``: the model itself, or the path of its export."""
     import numpy as np
 
     from keras_pose.export import litert, onnx, saved_model
 
     crops = np.random.default_rng(0).uniform(0, 255, (16, *model.spec.input_size, 3))
-    return {
-        "Keras": model,
-        "SavedModel": saved_model(model, os.path.join(root, "savedmodel")),
-        "LiteRT fp32": litert(model, os.path.join(root, "model.tflite")),
-        "LiteRT int8": litert(model, os.path.join(root, "model-int8.tflite"), "int8",
-                              crops.astype(np.float32)),
-        "ONNX": onnx(model, os.path.join(root, "model.onnx"), outputs="final"),
+    writers = {
+        "Keras": lambda: model,
+        "SavedModel": lambda: saved_model(model, os.path.join(root, "savedmodel")),
+        "LiteRT fp32": lambda: litert(model, os.path.join(root, "model.tflite")),
+        "LiteRT int8": lambda: litert(model, os.path.join(root, "model-int8.tflite"), "int8",
+                                      crops.astype(np.float32)),
+        "ONNX": lambda: onnx(model, os.path.join(root, "model.onnx"), outputs="final"),
     }
+    return {name: writers[name]() for name in names}
 
 
 def write_video(root: str, frames: int) -> tuple[str, str]:
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="keras_pose_bench_") as root:
         video, boxes = write_video(root, args.frames)
-        forms = export_forms(model, root)
+        forms = export_forms(model, root, args.forms)
         for name in args.forms:
             rows[name] = measure(forms[name], video, args.detector or boxes, args.threads)
             print(name, json.dumps(rows[name]), flush=True)

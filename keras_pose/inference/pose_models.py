@@ -122,7 +122,7 @@ class KerasPose:
         if len(crops) == 0:
             shape = (0, *self.spec.heatmap_size(), self.spec.num_keypoints)
             return {self.spec.final_output: np.zeros(shape, np.float32)}
-        outputs = self.model(np.asarray(crops, np.float32), training=False)
+        outputs = self.model.predict_on_batch(np.asarray(crops, np.float32))  # a compiled graph
         return {self.spec.final_output: np.asarray(outputs[self.spec.final_output], np.float32)}
 
     def __repr__(self) -> str:
