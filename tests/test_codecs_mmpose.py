@@ -268,3 +268,20 @@ def test_training_targets_of_an_mmpose_variant_use_mmpose_encode():
         assert (row, col) == (4, 3)
     original, _ = make_targets(cpm_spec((64, 48), 17, 2), keypoints)
     assert np.unravel_index(original["heatmaps"][:, :, 0].argmax(), (8, 6)) == (3, 2)
+
+
+def test_megvii_map_whose_blur_has_no_positive_maximum_flips_as_in_mmpose():
+    """A positive peak whose blur is negative everywhere: MMPose rescales by a negative factor,
+    so the blur's minimum becomes the peak; numpy and graph decodes do the same."""
+    maps = np.full((1, 16, 12, 1), -1.0, np.float32)
+    maps[0, 6, 5, 0] = 0.1
+    maps[0, 9, 7, 0] = -3.0  # the blur's minimum is around here
+    codec = MegviiCodec(5, (64, 48), stride=4, decode_blur=5, convention="mmpose")
+    keypoints, scores = codec.decode(maps)
+    expected, values = ref_megvii_decode(maps[0].transpose(2, 0, 1).copy(), 4)
+    np.testing.assert_allclose(keypoints[0], expected, atol=1e-5)
+    np.testing.assert_allclose(scores[0], values, rtol=1e-6)
+    assert np.all(np.abs(keypoints[0, 0] - [7 * 4 + 2, 9 * 4 + 2]) <= 1.0)
+    graph_keypoints, graph_scores = decode_graph(maps, codec)
+    np.testing.assert_allclose(np.asarray(graph_keypoints), keypoints, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(graph_scores), scores, rtol=1e-5)

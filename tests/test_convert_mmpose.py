@@ -26,6 +26,7 @@ import pytest
 from keras_pose.convert import WeightMappingError, read_torch_state_dict
 from keras_pose.convert.mmpose import load_mmpose_checkpoint, load_mmpose_weights
 from keras_pose.codecs import codec_from_spec
+from keras_pose.codecs.graph import decode_graph
 from keras_pose.models.cpm import CPMModel
 from keras_pose.models.hourglass52 import Hourglass52Model
 from keras_pose.models.mspn import MSPN
@@ -305,6 +306,8 @@ def test_parity_with_mmpose(name):
     assert head.codec.convention == "mmpose"
     own, _ = codec.decode(reference[f"heatmaps_{index}"])
     np.testing.assert_allclose(own, reference["keypoints"], atol=1e-3)
+    in_graph, _ = decode_graph(reference[f"heatmaps_{index}"], codec)  # the exports' decode
+    np.testing.assert_allclose(np.asarray(in_graph), reference["keypoints"], atol=1e-3)
     quarter = 0.25 * model.spec.final.stride
     difference = np.abs(keypoints - reference["keypoints"])
     assert difference.max() <= quarter + 1e-3

@@ -124,3 +124,28 @@ def test_saved_model_decodes_an_mmpose_variant_like_mmpose(tmp_path):
     whole = loaded.signatures["predict_image"](image=tf.constant(image), boxes=tf.constant(box))
     close = np.abs(whole["keypoints"].numpy() - keypoints) <= 0.25 * spec.final.stride + 1e-3
     assert close.mean() >= 0.9  # a quarter step may flip where an untrained map's neighbours tie
+
+
+@pytest.mark.parametrize("family", ["cpm", "rsn"])
+def test_litert_on_device_decode_of_mmpose_variants(tmp_path, family):
+    """``decode=True`` with MMPose's convention equals the codec (MSRA: GPU-delegate ops only)."""
+    from keras_pose.export import LiteRTRunner
+    from keras_pose.models.rsn import RSN
+
+    keras.utils.set_random_seed(5)
+    if family == "cpm":
+        model = CPMModel(num_stages=1, input_shape=(64, 48, 3), variant="mmpose")
+    else:
+        model = RSN(depth=18, input_shape=(64, 64, 3), variant="mmpose")
+    if family == "rsn":  # MMPose's Megvii decode divides by the blur's maximum: a DIV
+        from keras_pose.export import ExportCompatibilityError
+
+        with pytest.raises(ExportCompatibilityError, match="DIV"):
+            litert(model, tmp_path / "decode.tflite", decode=True)
+    gpu = family == "cpm"
+    path = litert(model, tmp_path / "decode.tflite", decode=True, require_gpu_compatible=gpu)
+    crops = np.random.default_rng(6).uniform(0, 255, (2, *model.spec.input_size, 3))
+    out = LiteRTRunner(path)(crops.astype(np.float32))
+    codec = codec_from_spec(model.spec.final.codec, model.spec.input_size, model.spec.final.stride)
+    keypoints, _ = codec.decode(out["heatmaps"])
+    np.testing.assert_allclose(out["keypoints"], keypoints, atol=1e-3)

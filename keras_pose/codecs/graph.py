@@ -25,9 +25,9 @@ GPU delegate's fp16 mode can merge near ties).
 MMPose's convention (``codec.convention == "mmpose"``, :mod:`keras_pose.codecs.mmpose`) uses the
 same blocks: the per-axis quarter step under MMPose's conditions as ``clip`` products, no
 half-cell offset (Megvii: ``+0.5`` cell inside the map's interior), ``(-1, -1) * stride`` for a
-map whose maximum is not positive. Its Megvii blur skips MMPose's rescaling to the map's maximum
-(a positive factor: neither the arg-max nor the neighbour signs change) and reads the score as
-that maximum; equal to the numpy decode for maps with a positive maximum.
+map whose maximum is not positive. Its Megvii decode needs one ``DIV`` per map (MMPose rescales
+the blur by ``map max / blur max``), which is not on the GPU delegate's list: a LiteRT export
+with ``decode=True`` of an MMPose-variant MSPN/RSN needs ``require_gpu_compatible=False``.
 """
 
 from __future__ import annotations
@@ -196,8 +196,8 @@ def _positive(values):
     return ops.clip(values * BIG, 0.0, 1.0)
 
 
-def _invalid_to_minus_one(x, y, peak):
-    valid = _positive(peak)
+def _invalid_to_minus_one(x, y, valid):
+    """``x, y`` where ``valid`` (1/0), else -1 (MMPose's invalid location)."""
     return x * valid - (1.0 - valid), y * valid - (1.0 - valid)
 
 
@@ -215,26 +215,34 @@ def _msra_mmpose(heatmaps, codec: MSRACodec, refine):
         dx, dy = _dark_offsets(heatmaps, row, col, h, w, codec.dark_blur)
     else:
         dx = dy = 0.0
-    x, y = _invalid_to_minus_one(col + dx, row + dy, peak)
+    x, y = _invalid_to_minus_one(col + dx, row + dy, _positive(peak))
     return x, y, scores
 
 
 def _megvii_mmpose(heatmaps, codec: MegviiCodec):
+    """MMPose's rescaled blur without rescaling the maps: its factor ``map max / blur max``
+    enters as its sign (which cell is the peak, which neighbour is higher) and in the score
+    (one ``DIV`` per map)."""
     h, w = codec.heatmap_size
     kernel = codec.decode_blur or 5
     border = (kernel - 1) // 2
     blurred = gaussian_blur(heatmaps, kernel, border=border)
     blurred = blurred[:, border : border + h, border : border + w, :]
-    row, col, _ = argmax_cells(blurred)
-    peak = global_max(heatmaps)
+    original_max, blurred_max = global_max(heatmaps), global_max(blurred)
+    direction = sign(original_max) * sign(blurred_max)
+    adjusted = blurred * direction
+    row, col, adjusted_max = argmax_cells(adjusted)
+    nonzero = ops.abs(sign(blurred_max))
+    ratio = original_max / (blurred_max + (1.0 - nonzero))
+    peak = adjusted_max * direction * ratio  # the rescaled map's maximum
     interior = (
         _at_least(col, 2.0) * _at_most(col, w - 2.0) * _at_least(row, 2.0) * _at_most(row, h - 2.0)
     )
-    diff_x = value_at(blurred, row, col + 1.0) - value_at(blurred, row, col - 1.0)
-    diff_y = value_at(blurred, row + 1.0, col) - value_at(blurred, row - 1.0, col)
+    diff_x = value_at(adjusted, row, col + 1.0) - value_at(adjusted, row, col - 1.0)
+    diff_y = value_at(adjusted, row + 1.0, col) - value_at(adjusted, row - 1.0, col)
     x = col + interior * (0.25 * sign(diff_x) + 0.5)
     y = row + interior * (0.25 * sign(diff_y) + 0.5)
-    x, y = _invalid_to_minus_one(x, y, peak)
+    x, y = _invalid_to_minus_one(x, y, _positive(peak))
     return x, y, peak * (1.0 / codec.peak) + 0.5
 
 

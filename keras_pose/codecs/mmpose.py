@@ -67,15 +67,16 @@ def decode_msra(
 
 def blur_like_mmpose(maps: np.ndarray, kernel: int) -> np.ndarray:
     """MMPose's ``gaussian_blur``: each ``(N, h, w, K)`` map zero-padded by ``(k - 1) // 2``,
-    ``cv2.GaussianBlur((k, k), 0)`` in float32, cropped back, rescaled to the map's maximum
-    (an all-zero blur stays zero where MMPose's ``0 / 0`` would give NaN)."""
+    ``cv2.GaussianBlur((k, k), 0)`` in float32, cropped back, multiplied by ``map max / blur
+    max`` (a negative factor turns the blur's minimum into the peak, as in MMPose; a blur whose
+    maximum is 0 becomes all zeros where MMPose's ``0 / 0`` gives NaN)."""
     border = (kernel - 1) // 2
     h, w = maps.shape[1:3]
     planes = _common.blur_planes(_common.to_planes(maps, np.float32, border), kernel)
     blurred = np.moveaxis(planes[:, :, border : border + h, border : border + w], 1, -1)
     blurred_max = blurred.max(axis=(1, 2), keepdims=True)
-    safe = np.where(blurred_max == 0, 1.0, blurred_max)
-    scale = np.where(blurred_max == 0, 1.0, maps.max(axis=(1, 2), keepdims=True) / safe)
+    nonzero = blurred_max != 0
+    scale = np.where(nonzero, maps.max(axis=(1, 2), keepdims=True) / np.where(nonzero, blurred_max, 1), 0)
     return np.ascontiguousarray(blurred * scale, dtype=np.float32)
 
 
