@@ -126,26 +126,31 @@ def test_saved_model_decodes_an_mmpose_variant_like_mmpose(tmp_path):
     assert close.mean() >= 0.9  # a quarter step may flip where an untrained map's neighbours tie
 
 
-@pytest.mark.parametrize("family", ["cpm", "rsn"])
-def test_litert_on_device_decode_of_mmpose_variants(tmp_path, family):
-    """``decode=True`` with MMPose's convention equals the codec (MSRA: GPU-delegate ops only)."""
-    from keras_pose.export import LiteRTRunner
-    from keras_pose.models.rsn import RSN
+def mmpose_convention(model):
+    """A TinyPoseNet read with MMPose's Megvii convention (what an MMPose MSPN/RSN spec says)."""
+    outputs = tuple(dataclasses.replace(o, codec=dataclasses.replace(o.codec, convention="mmpose"))
+                    for o in model.spec.outputs)
+    model._pose_spec = dataclasses.replace(model.spec, outputs=outputs)
+    return model
+
+
+@pytest.mark.parametrize("codec", ["msra", "megvii"])
+def test_litert_on_device_decode_of_mmpose_variants(tmp_path, codec):
+    """``decode=True`` with MMPose's convention equals the codec (MSRA: GPU-delegate ops only;
+    Megvii: plus one DIV per map)."""
+    from keras_pose.export import LiteRTRunner, gpu_delegate_problems
 
     keras.utils.set_random_seed(5)
-    if family == "cpm":
+    if codec == "msra":
         model = CPMModel(num_stages=1, input_shape=(64, 48, 3), variant="mmpose")
     else:
-        model = RSN(depth=18, input_shape=(64, 64, 3), variant="mmpose")
-    if family == "rsn":  # MMPose's Megvii decode divides by the blur's maximum: a DIV
-        from keras_pose.export import ExportCompatibilityError
-
-        with pytest.raises(ExportCompatibilityError, match="DIV"):
-            litert(model, tmp_path / "decode.tflite", decode=True)
-    gpu = family == "cpm"
-    path = litert(model, tmp_path / "decode.tflite", decode=True, require_gpu_compatible=gpu)
+        model = mmpose_convention(TinyPoseNet("rsn", (64, 48, 3), 17, width=8))
+    path = litert(model, tmp_path / "decode.tflite", decode=True, require_gpu_compatible=False)
+    with open(path, "rb") as f:
+        problems = gpu_delegate_problems(f.read(), None)
+    assert problems == [] if codec == "msra" else (len(problems) == 1 and "DIV" in problems[0])
     crops = np.random.default_rng(6).uniform(0, 255, (2, *model.spec.input_size, 3))
     out = LiteRTRunner(path)(crops.astype(np.float32))
-    codec = codec_from_spec(model.spec.final.codec, model.spec.input_size, model.spec.final.stride)
-    keypoints, _ = codec.decode(out["heatmaps"])
+    decoder = codec_from_spec(model.spec.final.codec, model.spec.input_size, model.spec.final.stride)
+    keypoints, _ = decoder.decode(out["heatmaps"])
     np.testing.assert_allclose(out["keypoints"], keypoints, atol=1e-3)

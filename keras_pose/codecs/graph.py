@@ -232,7 +232,7 @@ def _megvii_mmpose(heatmaps, codec: MegviiCodec):
     direction = sign(original_max) * sign(blurred_max)
     adjusted = blurred * direction
     row, col, adjusted_max = argmax_cells(adjusted)
-    nonzero = ops.abs(sign(blurred_max))
+    nonzero = sign(blurred_max) * sign(blurred_max)  # 1, or 0 where the blur's maximum is 0
     ratio = original_max / (blurred_max + (1.0 - nonzero))
     peak = adjusted_max * direction * ratio  # the rescaled map's maximum
     interior = (
