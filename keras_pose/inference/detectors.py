@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import os
 from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-log = logging.getLogger(__name__)
 
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_NMS_IOU = 0.65
