@@ -54,6 +54,8 @@ _ATTRIBUTES = {
     "PoseSpec": "keras_pose.spec",
     "FamilyProfile": "keras_pose.profiles",
     "Predictor": "keras_pose.inference",
+    "PoseInferencer": "keras_pose.inference",
+    "load_pose": "keras_pose.inference",
     "draw_skeleton": "keras_pose.inference",
     "visualize": "keras_pose.inference",
     "evaluate_coco": "keras_pose.evaluation.evaluate",

@@ -25,6 +25,9 @@ CPN_PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)
 COCO_TRAIN_PEOPLE = 149_813  # person instances with keypoints in COCO train2017
 MMPOSE_KEYPOINT_THRESHOLD = 0.2  # MMPose CocoMetric keypoint_score_thr
 MMPOSE_NMS = "oks"  # MMPose CocoMetric nms_mode='oks_nms', nms_thr 0.9
+# MMPose's TopdownAffine pads with 0: the fill of every variant="mmpose" spec, whatever the
+# family's own (docs/provenance.md#mmpose)
+MMPOSE_BORDER_VALUE = (0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)

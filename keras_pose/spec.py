@@ -20,6 +20,9 @@ from typing import Any, Mapping, Sequence
 
 MEGVII = "megvii"  # cv2.GaussianBlur of a delta, peak 255 (CPN, MSPN, RSN)
 MSRA = "msra"  # analytic Gaussian of a given sigma, peak 1 (CPM, Hourglass)
+ORIGINAL = "original"  # the papers' code: cell-centre decode (tf-cpn, MSPN, pose-hg-train, CPM)
+MMPOSE = "mmpose"  # MMPose 1.x's MSRAHeatmap / MegviiHeatmap encode and decode
+CONVENTIONS = (ORIGINAL, MMPOSE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +38,9 @@ class CodecSpec:
             (21 for CPN, 5 for MSPN/RSN); 0 disables it.
         decode_normalize: Megvii decoding: rescale each map to max 1 before blurring (CPN).
         flip_shift: flip test shifts the mirrored heatmap one cell to the right (MSRA codecs).
+        convention: ``"original"`` (the papers' code) or ``"mmpose"`` (MMPose 1.x's codecs:
+            MSRA targets at the rounded cell, decodes without the half-cell offset; see
+            :mod:`keras_pose.codecs.mmpose`). ``variant="mmpose"`` models carry ``"mmpose"``.
     """
 
     type: str
@@ -44,8 +50,11 @@ class CodecSpec:
     decode_blur: int = 0
     decode_normalize: bool = False
     flip_shift: bool = False
+    convention: str = ORIGINAL
 
     def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"CodecSpec.convention must be one of {CONVENTIONS}, got {self.convention!r}")
         if self.type not in (MEGVII, MSRA):
             raise ValueError(f"CodecSpec.type must be '{MEGVII}' or '{MSRA}', got {self.type!r}")
         if self.type == MEGVII and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
@@ -55,6 +64,10 @@ class CodecSpec:
 
     def with_kernel(self, kernel_size: int) -> "CodecSpec":
         return dataclasses.replace(self, kernel_size=kernel_size)
+
+    @property
+    def mmpose(self) -> bool:
+        return self.convention == MMPOSE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,18 +178,24 @@ def megvii_outputs(
     stride: int = 4,
     decode_blur: int = 5,
     decode_normalize: bool = False,
+    convention: str = ORIGINAL,
 ) -> tuple[OutputSpec, ...]:
     """Output specs for the Megvii families, with the originals' masking rules.
 
     Plain-L2 outputs keep a target only for visible joints (v=2) and count every joint; OHKM
-    outputs keep a target for labelled joints (v>=1) and count only those.
+    outputs keep a target for labelled joints (v>=1) and count only those. ``convention`` is
+    the codecs' (``"mmpose"`` for the ``variant="mmpose"`` graphs).
     """
     if not len(names) == len(kernels) == len(losses) == len(loss_weights):
         raise ValueError("names, kernels, losses and loss_weights must have the same length")
     specs = []
     for name, kernel, loss, weight in zip(names, kernels, losses, loss_weights):
         codec = CodecSpec(
-            MEGVII, kernel_size=kernel, decode_blur=decode_blur, decode_normalize=decode_normalize
+            MEGVII,
+            kernel_size=kernel,
+            decode_blur=decode_blur,
+            decode_normalize=decode_normalize,
+            convention=convention,
         )
         ohkm = loss == "ohkm"
         specs.append(
@@ -193,12 +212,17 @@ def megvii_outputs(
     return tuple(specs)
 
 
-def msra_outputs(names: Sequence[str], sigma: float, stride: int) -> tuple[OutputSpec, ...]:
+def msra_outputs(
+    names: Sequence[str], sigma: float, stride: int, convention: str = ORIGINAL
+) -> tuple[OutputSpec, ...]:
     """Output specs for the MSRA families (CPM stages, Hourglass stacks): the same target for
     every output, plain L2 of weight 1 on labelled joints.
 
     The flip test needs no one-cell shift here: targets sit in cell ``floor(x / stride)`` and
     decode to the cell centre, so the mirrored map is already aligned (as in pose-hg-train).
+    MMPose's convention (targets at the rounded cell, no half-cell offset) shifts the mirrored
+    map, as MMPose's ``shift_heatmap=True``.
     """
-    codec = CodecSpec(MSRA, sigma=sigma, peak=1.0, flip_shift=False)
+    mmpose = convention == MMPOSE
+    codec = CodecSpec(MSRA, sigma=sigma, peak=1.0, flip_shift=mmpose, convention=convention)
     return tuple(OutputSpec(name, stride, codec, loss="mse", loss_weight=1.0) for name in names)

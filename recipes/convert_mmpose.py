@@ -12,8 +12,8 @@ listed and nothing is written. Load the result with the same builder, e.g.
 ``keras_pose.models.RSN50(variant="mmpose", weights="rsn50.weights.h5")``, or pass
 ``--keras-out rsn50.keras`` to also get a whole model for ``recipes/eval_coco.py --keras`` and
 ``recipes/predict.py --keras``. The model takes the **RGB** crop (``model.spec.channel_order``)
-and normalises it inside; ``keras_pose.convert.decode_like_mmpose`` decodes its heatmaps exactly
-as MMPose does (keras-pose's own codecs decode as the original papers' code did).
+and normalises it inside; its spec carries MMPose's codec convention, so ``Predictor``,
+``recipes/eval_coco.py``, the exports and ``recipes/infer.py`` decode its heatmaps as MMPose does.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ For each model (``rsn50``, ``2xmspn50``, ``cpm``, ``hourglass52`` ...) it builds
 estimator from the config the wheel ships, gives every parameter and BatchNorm statistic random
 values (so the statistics matter), and writes to ``OUT``:
 
-* ``{model}.pth`` — the estimator's state dict (what an MMPose checkpoint's ``state_dict`` holds);
+* ``{model}.pth`` — the estimator's state dict (what an MMPose checkpoint's ``state_dict`` holds),
+  and the same as ``{model}_state.npz`` (read without PyTorch);
 * ``{model}.npz`` — ``image``: a fixed RGB 0..255 crop ``(N, H, W, 3)``; ``heatmaps_{i}``:
   every head output for it, ``(N, h, w, K)`` channels-last, in MMPose's order (stage by stage,
   unit by unit; the last is the prediction); ``keypoints`` ``(N, K, 2)`` (crop pixels) and
@@ -184,6 +185,8 @@ def main(argv=None) -> int:
         keypoints, scores = decode(model, outputs[-1])
         os.makedirs(args.out, exist_ok=True)
         torch.save(model.state_dict(), os.path.join(args.out, f"{name}.pth"))
+        state = {key: value.numpy() for key, value in model.state_dict().items()}
+        np.savez(os.path.join(args.out, f"{name}_state.npz"), **state)
         np.savez(os.path.join(args.out, f"{name}.npz"), image=image, keypoints=keypoints,
                  scores=scores, **{f"heatmaps_{i}": o for i, o in enumerate(outputs)})
         print(f"{name}: {len(outputs)} outputs, last {outputs[-1].shape}, "

@@ -9,7 +9,8 @@
   original score is ``raw / 255 + 0.5``, so a blank crop scores above 0.5 there).
 
 :mod:`keras_pose.codecs.graph` has the same decodes in ``keras.ops`` for exported graphs;
-:mod:`keras_pose.codecs.flip` the flip test.
+:mod:`keras_pose.codecs.flip` the flip test; :mod:`keras_pose.codecs.mmpose` MMPose's conventions
+(``CodecSpec.convention == "mmpose"``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,17 @@ def codec_from_spec(
             peak=codec_spec.peak,
             decode_blur=codec_spec.decode_blur,
             decode_normalize=codec_spec.decode_normalize,
+            convention=codec_spec.convention,
         )
     if codec_spec.type == MSRA:
-        return MSRACodec(codec_spec.sigma, input_size, stride, peak=codec_spec.peak, refine=refine)
+        return MSRACodec(
+            codec_spec.sigma,
+            input_size,
+            stride,
+            peak=codec_spec.peak,
+            refine=refine,
+            convention=codec_spec.convention,
+        )
     raise ValueError(f"unknown codec type {codec_spec.type!r}")
 
 

@@ -21,6 +21,13 @@ The CPN per-map normalisation is left out: dividing a map by its positive maximu
 neither arg-max, and the score is read from the raw map. ``refine="dark"`` additionally uses
 ``LOG`` and ``DIV`` (not GPU-delegate ops). Exact equality tests need float32 arithmetic (the
 GPU delegate's fp16 mode can merge near ties).
+
+MMPose's convention (``codec.convention == "mmpose"``, :mod:`keras_pose.codecs.mmpose`) uses the
+same blocks: the per-axis quarter step under MMPose's conditions as ``clip`` products, no
+half-cell offset (Megvii: ``+0.5`` cell inside the map's interior), ``(-1, -1) * stride`` for a
+map whose maximum is not positive. Its Megvii decode needs one ``DIV`` per map (MMPose rescales
+the blur by ``map max / blur max``), which is not on the GPU delegate's list: a LiteRT export
+with ``decode=True`` of an MMPose-variant MSPN/RSN needs ``require_gpu_compatible=False``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from keras import ops
 from keras_pose.codecs import _common, dark
 from keras_pose.codecs.megvii import MegviiCodec
 from keras_pose.codecs.msra import MSRACodec, _check_refine
+from keras_pose.spec import MMPOSE, ORIGINAL
 
 BIG = 1e30
 
@@ -48,16 +56,17 @@ def decode_graph(heatmaps, codec, refine: str | None | bool = True):
             f"heatmaps must be (N, {codec.heatmap_size[0]}, {codec.heatmap_size[1]}, K) with a "
             f"known K for {codec!r}, got {shape}"
         )
+    mmpose = getattr(codec, "convention", ORIGINAL) == MMPOSE
     if isinstance(codec, MegviiCodec):
-        x, y, scores = _megvii(heatmaps, codec)
+        x, y, scores = (_megvii_mmpose if mmpose else _megvii)(heatmaps, codec)
     elif isinstance(codec, MSRACodec):
         refine = codec.refine if refine is True else refine
         _check_refine(refine)
-        x, y, scores = _msra(heatmaps, codec, refine)
+        x, y, scores = (_msra_mmpose if mmpose else _msra)(heatmaps, codec, refine)
     else:
         raise TypeError(f"decode_graph needs a MegviiCodec or MSRACodec, got {type(codec)}")
     num_keypoints = shape[3]
-    half = 0.5 * codec.stride
+    half = 0.0 if mmpose else 0.5 * codec.stride
     keypoints = ops.concatenate(
         [ops.reshape(x * codec.stride + half, (-1, num_keypoints, 1)),
          ops.reshape(y * codec.stride + half, (-1, num_keypoints, 1))],
@@ -166,6 +175,75 @@ def _dark_offsets(heatmaps, row, col, h, w, kernel_size):
     offset_x = ops.where(usable, -(dyy * dx - dxy * dy) / safe_det, 0.0)
     offset_y = ops.where(usable, -(dxx * dy - dxy * dx) / safe_det, 0.0)
     return offset_x, offset_y
+
+
+# ------------------------------------------------------------------------------------------
+# MMPose's convention
+
+
+def _at_least(values, bound: float):
+    """1 where the integer-valued ``values >= bound``, else 0 (``clip``)."""
+    return ops.clip(values - (bound - 1.0), 0.0, 1.0)
+
+
+def _at_most(values, bound: float):
+    """1 where the integer-valued ``values <= bound``, else 0."""
+    return ops.clip((bound + 1.0) - values, 0.0, 1.0)
+
+
+def _positive(values):
+    """1 where ``values > 0`` (``>= 1e-30``), else 0."""
+    return ops.clip(values * BIG, 0.0, 1.0)
+
+
+def _invalid_to_minus_one(x, y, valid):
+    """``x, y`` where ``valid`` (1/0), else -1 (MMPose's invalid location)."""
+    return x * valid - (1.0 - valid), y * valid - (1.0 - valid)
+
+
+def _msra_mmpose(heatmaps, codec: MSRACodec, refine):
+    h, w = codec.heatmap_size
+    row, col, peak = argmax_cells(heatmaps)
+    scores = peak * (1.0 / codec.peak)
+    if refine == "quarter":
+        use_x = _at_least(col, 2.0) * _at_most(col, w - 2.0) * _at_least(row, 1.0)
+        use_y = _at_least(row, 2.0) * _at_most(row, h - 2.0) * _at_least(col, 1.0)
+        diff_x = value_at(heatmaps, row, col + 1.0) - value_at(heatmaps, row, col - 1.0)
+        diff_y = value_at(heatmaps, row + 1.0, col) - value_at(heatmaps, row - 1.0, col)
+        dx, dy = 0.25 * sign(diff_x) * use_x, 0.25 * sign(diff_y) * use_y
+    elif refine == "dark":
+        dx, dy = _dark_offsets(heatmaps, row, col, h, w, codec.dark_blur)
+    else:
+        dx = dy = 0.0
+    x, y = _invalid_to_minus_one(col + dx, row + dy, _positive(peak))
+    return x, y, scores
+
+
+def _megvii_mmpose(heatmaps, codec: MegviiCodec):
+    """MMPose's rescaled blur without rescaling the maps: its factor ``map max / blur max``
+    enters as its sign (which cell is the peak, which neighbour is higher) and in the score
+    (one ``DIV`` per map)."""
+    h, w = codec.heatmap_size
+    kernel = codec.decode_blur or 5
+    border = (kernel - 1) // 2
+    blurred = gaussian_blur(heatmaps, kernel, border=border)
+    blurred = blurred[:, border : border + h, border : border + w, :]
+    original_max, blurred_max = global_max(heatmaps), global_max(blurred)
+    direction = sign(original_max) * sign(blurred_max)
+    adjusted = blurred * direction
+    row, col, adjusted_max = argmax_cells(adjusted)
+    nonzero = sign(blurred_max) * sign(blurred_max)  # 1, or 0 where the blur's maximum is 0
+    ratio = original_max / (blurred_max + (1.0 - nonzero))
+    peak = adjusted_max * direction * ratio  # the rescaled map's maximum
+    interior = (
+        _at_least(col, 2.0) * _at_most(col, w - 2.0) * _at_least(row, 2.0) * _at_most(row, h - 2.0)
+    )
+    diff_x = value_at(adjusted, row, col + 1.0) - value_at(adjusted, row, col - 1.0)
+    diff_y = value_at(adjusted, row + 1.0, col) - value_at(adjusted, row - 1.0, col)
+    x = col + interior * (0.25 * sign(diff_x) + 0.5)
+    y = row + interior * (0.25 * sign(diff_y) + 0.5)
+    x, y = _invalid_to_minus_one(x, y, _positive(peak))
+    return x, y, peak * (1.0 / codec.peak) + 0.5
 
 
 # ------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ Decode (tf-cpn ``mptest.py``, MSPN/RSN ``test.py``), per map:
 5. crop pixels ``= p * s + s / 2`` (the originals' ``x * 4 + 2`` at stride 4: the centre of the
    cell a floored keypoint came from);
 6. score = ``raw / peak + 0.5`` at the rounded (clamped) ``p1`` of the raw, un-blurred map.
+
+``convention="mmpose"`` decodes as MMPose's ``MegviiHeatmap`` (:mod:`keras_pose.codecs.mmpose`);
+the encode is the same.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_pose.codecs import _common
+from keras_pose.codecs import _common, mmpose
+from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
 
 DECODE_BORDER = 10
 SHIFT = 0.25
@@ -46,6 +50,7 @@ class MegviiCodec:
         peak: target maximum (255).
         decode_blur: blur kernel before the arg-max (0 = none).
         decode_normalize: rescale each map to max 1 before blurring (CPN).
+        convention: ``"original"`` or ``"mmpose"`` (MMPose's decode).
     """
 
     def __init__(
@@ -56,7 +61,10 @@ class MegviiCodec:
         peak: float = 255.0,
         decode_blur: int = 5,
         decode_normalize: bool = False,
+        convention: str = ORIGINAL,
     ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         if decode_blur > 1 and decode_blur % 2 == 0:
@@ -70,6 +78,7 @@ class MegviiCodec:
         self.decode_normalize = bool(decode_normalize)
         self.border = DECODE_BORDER
         self.shift = SHIFT
+        self.convention = convention
 
     @property
     def sigma(self) -> float:
@@ -80,7 +89,7 @@ class MegviiCodec:
         return (
             f"MegviiCodec(kernel_size={self.kernel_size}, input_size={self.input_size}, "
             f"stride={self.stride}, peak={self.peak}, decode_blur={self.decode_blur}, "
-            f"decode_normalize={self.decode_normalize})"
+            f"decode_normalize={self.decode_normalize}, convention={self.convention!r})"
         )
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -146,6 +155,8 @@ class MegviiCodec:
         A single ``(h, w, K)`` map is decoded as a batch of one.
         """
         raw = _common.check_heatmaps(heatmaps, self.heatmap_size)
+        if self.convention == MMPOSE:
+            return mmpose.decode_megvii(raw, self.stride, self.decode_blur or 5, self.peak)
         maps = normalize_maps(raw) if self.decode_normalize else raw
         blurred = _common.blur_planes(_common.to_planes(maps, border=self.border), self.decode_blur)
         row1, col1 = _common.argmax_cells(blurred)

@@ -15,6 +15,9 @@ Decode ``refine="quarter"`` (Hourglass ``postprocess``): arg-max, then
 pixels ``= p * s + s / 2`` (Hourglass's ``+ 0.5``); score = maximum / ``peak``.
 ``refine="dark"``: DARK's Taylor step instead (see :mod:`keras_pose.codecs.dark`).
 ``refine=None``: the plain arg-max cell.
+
+``convention="mmpose"``: MMPose's ``MSRAHeatmap`` encode and decode instead (rounded cell, no
+half-cell offset; :mod:`keras_pose.codecs.mmpose`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from keras_pose.codecs import _common, dark
+from keras_pose.codecs import _common, dark, mmpose
+from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
 
 REFINEMENTS = ("quarter", "dark", None)
 
@@ -40,6 +44,7 @@ class MSRACodec:
         refine: default sub-cell refinement of :meth:`decode`: ``"quarter"`` (the originals),
             ``"dark"`` or ``None``.
         dark_blur: DARK's blur kernel (odd); by default the OpenCV kernel whose sigma matches.
+        convention: ``"original"`` or ``"mmpose"`` (MMPose's encode and decode).
     """
 
     def __init__(
@@ -50,7 +55,10 @@ class MSRACodec:
         peak: float = 1.0,
         refine: str | None = "quarter",
         dark_blur: int | None = None,
+        convention: str = ORIGINAL,
     ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         _check_refine(refine)
@@ -62,19 +70,26 @@ class MSRACodec:
         self.refine = refine
         self.dark_blur = int(dark_blur) if dark_blur else _common.kernel_for_sigma(self.sigma)
         self.radius = int(math.floor(3.0 * self.sigma))
+        self.convention = convention
 
     def __repr__(self) -> str:
         return (
             f"MSRACodec(sigma={self.sigma}, input_size={self.input_size}, stride={self.stride}, "
-            f"peak={self.peak}, refine={self.refine!r}, dark_blur={self.dark_blur})"
+            f"peak={self.peak}, refine={self.refine!r}, dark_blur={self.dark_blur}, "
+            f"convention={self.convention!r})"
         )
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
         """``(h, w, K)`` float32 targets of ``(K, 2)`` crop keypoints; a batch ``(N, K, 2)``
         (with ``visible`` ``(N, K)``) gives ``(N, h, w, K)``.
 
-        Keypoints not ``visible`` or outside the crop give an all-zero channel.
+        Keypoints not ``visible`` or outside the crop give an all-zero channel (MMPose's
+        convention: those whose Gaussian misses the map).
         """
+        if self.convention == MMPOSE:
+            return mmpose.encode_msra(
+                keypoints, visible, self.heatmap_size, self.stride, self.sigma, self.peak
+            )
         cells, drawn = _common.keypoint_cells(keypoints, visible, self.input_size, self.stride)
         h, w = self.heatmap_size
         dx = np.arange(w, dtype=np.float64)[:, None] - cells[..., None, :, 0]  # (..., w, K)
@@ -96,6 +111,9 @@ class MSRACodec:
         refine = self.refine if refine is True else refine
         _check_refine(refine)
         maps = _common.check_heatmaps(heatmaps, self.heatmap_size)
+        if self.convention == MMPOSE:
+            keypoints, scores = mmpose.decode_msra(maps, self.stride, refine, self.dark_blur)
+            return keypoints, scores / np.float32(self.peak)
         rows, cols = _common.argmax_cells(np.moveaxis(maps, -1, 1))
         n, k = np.indices(rows.shape)
         scores = maps[n, rows, cols, k] / self.peak

@@ -2,8 +2,8 @@
 
 * :func:`load_tfcpn_checkpoint` — an original tf-cpn TF1 checkpoint into ``CPN50``/``CPN101``.
 * :func:`load_mmpose_checkpoint` — an MMPose 1.x ``.pth`` into the ``variant="mmpose"`` models
-  (MSPN, RSN, CPM) and :class:`keras_pose.models.hourglass52.Hourglass52Model`;
-  :func:`decode_like_mmpose` decodes their heatmaps exactly as MMPose does.
+  (MSPN, RSN, CPM) and :class:`keras_pose.models.hourglass52.Hourglass52Model`, whose specs
+  carry MMPose's codec convention (every decode of keras-pose reads them as MMPose does).
 * :func:`load_torchvision_resnet` — ImageNet torchvision ResNet weights into CPN's trunk
   (``CPN50(backbone_weights=...)``).
 
@@ -15,7 +15,6 @@ core works on plain ``{name: numpy array}`` dicts; PyTorch is needed only to rea
 from keras_pose.convert._files import read_torch_state_dict, save_weights_atomic
 from keras_pose.convert.mapping import Assignment, Layout, WeightMappingError, assign
 from keras_pose.convert.mmpose import load_mmpose_checkpoint, load_mmpose_weights
-from keras_pose.convert.mmpose_decode import decode_like_mmpose
 from keras_pose.convert.tfcpn import (
     load_tfcpn_checkpoint,
     load_tfcpn_weights,
@@ -28,7 +27,6 @@ __all__ = [
     "Layout",
     "WeightMappingError",
     "assign",
-    "decode_like_mmpose",
     "load_mmpose_checkpoint",
     "load_mmpose_weights",
     "load_tfcpn_checkpoint",

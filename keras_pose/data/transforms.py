@@ -15,7 +15,7 @@ every knob; :func:`augment_config_for` gives each family's original recipe, the 
 of its :class:`~keras_pose.profiles.FamilyProfile` (the README's family table lists them):
 tf-cpn's four crops per draw (a zoom, its crop flip, two rotations), MSPN/RSN's random box
 extension and half-body crops, the hourglass' log-normal scale and colour jitter, CPM's image
-scale, each with its own border fill.
+scale, each with its own border fill (0 for ``variant="mmpose"`` specs, as MMPose).
 
 A flip mirrors ``x -> W - 1 - x`` (``W`` = image width for an image flip, crop width for a crop
 flip) and swaps left/right channels. Keypoints that land outside ``[0, W-1] x [0, H-1]`` of the
@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from keras_pose.profiles import PROFILES, profile_for
+from keras_pose.profiles import MMPOSE_BORDER_VALUE, PROFILES, profile_for
 from keras_pose.spec import PoseSpec
 
 # COCO-17 half-body split used by MSPN (ids 0-12 are the "upper" body, hips included).
@@ -247,7 +247,10 @@ def augment_config_for(spec: PoseSpec, **overrides: Any) -> AugmentConfig:
     except ValueError as error:
         raise ValueError(f"no augmentation recipe: {error}; pass augment=AugmentConfig(...) "
                          "explicitly") from None
-    return AugmentConfig(**{**profile.augment_fields(spec.box_extension), **overrides})
+    fields = profile.augment_fields(spec.box_extension)
+    if spec.final.codec.mmpose:  # variant="mmpose": MMPose's TopdownAffine pads with 0
+        fields["border_value"] = MMPOSE_BORDER_VALUE
+    return AugmentConfig(**{**fields, **overrides})
 
 
 def resolve_augment(spec: PoseSpec, augment: Any) -> AugmentConfig | None:
@@ -268,7 +271,10 @@ def resolve_augment(spec: PoseSpec, augment: Any) -> AugmentConfig | None:
 
 
 def border_value_for(spec: PoseSpec) -> tuple[float, float, float]:
-    """The BGR fill the family's original uses outside the image (also at test time)."""
+    """The BGR fill the family's original uses outside the image (also at test time); 0 for
+    MMPose's convention (its ``TopdownAffine``)."""
+    if spec.final.codec.mmpose:
+        return MMPOSE_BORDER_VALUE
     profile = PROFILES.get(spec.family.lower())
     return profile.border_value if profile else (0.0, 0.0, 0.0)
 

@@ -3,7 +3,8 @@
 The graph is converted from a SavedModel with the TFLite builtin op set only (no Flex /
 ``SELECT_TF_OPS``), its op codes are checked against the GPU delegate's documented list, and it
 is run with ``ai_edge_litert`` through its signature runner and compared with Keras before it is
-moved into place.
+moved into place. The flatbuffer's ``keras_pose`` metadata holds the spec
+(:mod:`keras_pose.export.metadata`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from keras_pose.export._model import (
     resolve_outputs,
 )
 from keras_pose.export.gpu_ops import gpu_delegate_problems
+from keras_pose.export.metadata import add_tflite_metadata, metadata_for
 from keras_pose.export.parity import (
     ExportCompatibilityError,
     ExportParityError,
@@ -171,6 +173,7 @@ class LiteRTConverter:
         if quantize == "int8":
             calibration = calibration_crops(representative_data, self.model, num_calibration)
         content = _convert(self._workdir.name, quantize, calibration)
+        content = add_tflite_metadata(content, metadata_for(self.model.spec))
         what = f"LiteRT {quantize or 'float32'} export of {self.model.name}"
         with atomic_path(path, directory=False) as tmp:
             with open(tmp, "wb") as f:

@@ -1,4 +1,7 @@
-"""ONNX export through tf2onnx, with named input/outputs and a dynamic batch, checked with ONNX Runtime."""
+"""ONNX export through tf2onnx, with named input/outputs and a dynamic batch, checked with ONNX Runtime.
+
+The model's ``metadata_props`` key ``keras_pose`` holds the spec (:mod:`keras_pose.export.metadata`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from keras_pose.export._model import (
     require_tensorflow_backend,
     resolve_outputs,
 )
+from keras_pose.export.metadata import add_onnx_metadata, metadata_for
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import PoseModel
 from keras_pose.utils.atomic import atomic_path
@@ -85,6 +89,7 @@ def _convert(model: PoseModel, names: Sequence[str], opset: int, destination: st
     sorted_outputs = sorted(graph.graph.output, key=lambda v: order.get(v.name, len(order)))
     del graph.graph.output[:]
     graph.graph.output.extend(sorted_outputs)
+    add_onnx_metadata(graph, metadata_for(model.spec))
     onnx_lib.checker.check_model(graph)
     onnx_lib.save(graph, destination)
 

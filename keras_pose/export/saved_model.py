@@ -8,7 +8,8 @@
   ``scores`` ``(N, K)``. Crop (``keras_pose.data.transforms`` geometry with the spec's box
   extension), optional flip test, decode and back-projection all run in the graph.
 
-The directory is written (and checked) beside its destination, then renamed into place, so TF
+``assets.extra/keras_pose.json`` holds the spec (:mod:`keras_pose.export.metadata`). The
+directory is written (and checked) beside its destination, then renamed into place, so TF
 Serving watching ``<base>/<name>/`` never sees a half-written version.
 """
 
@@ -31,6 +32,7 @@ from keras_pose.export._model import (
     keras_outputs,
     resolve_outputs,
 )
+from keras_pose.export.metadata import metadata_for, write_saved_model_metadata
 from keras_pose.export.parity import ExportParityError, heatmap_errors, parity_crops, require
 from keras_pose.models.base import IMAGE_INPUT, PoseModel
 from keras_pose.utils.atomic import atomic_path
@@ -100,6 +102,7 @@ def saved_model(
                 IMAGE_SIGNATURE: (graph.predict_image, graph.image_signature()),
             },
         )
+        write_saved_model_metadata(tmp, metadata_for(spec))
         if check:
             _check(tmp, model, graph, atol)
     return path

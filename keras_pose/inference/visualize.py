@@ -83,6 +83,35 @@ def draw_skeleton(
     return canvas
 
 
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A distinct, stable BGR colour per track id (golden-ratio hues)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
+    pixel = cv2.cvtColor(np.uint8([[[hue, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return tuple(int(c) for c in pixel)
+
+
+def draw_people(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    keypoints: np.ndarray,
+    track_ids: np.ndarray | None = None,
+    dataset_info: DatasetInfo = COCO17,
+    score_threshold: float = 0.3,
+) -> np.ndarray:
+    """A copy of ``image`` with each person's skeleton, box (``x1, y1, x2, y2``) and track id
+    (boxes coloured by id; without ids all boxes are green)."""
+    canvas = draw_skeleton(image, keypoints, dataset_info, score_threshold, draw_scores=False)
+    scale = max(image.shape[:2]) / 640.0
+    thickness = max(1, int(round(2 * scale)))
+    for i, box in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+        color = CENTER_COLOR if track_ids is None else track_color(int(track_ids[i]))
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        if track_ids is not None:
+            _put_text(canvas, f"id {int(track_ids[i])}", (x1 + 3, max(y1 - 5, 12)), 1.6 * scale)
+    return canvas
+
+
 def _point(keypoint: np.ndarray) -> tuple[int, int]:
     return int(round(float(keypoint[0]))), int(round(float(keypoint[1])))
 

@@ -71,7 +71,12 @@ from keras_pose.models.base import (
     finish_builder,
     keyword_builder,
 )
-from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
+from keras_pose.models.mmpose_variant import (
+    MMPOSE_BOX_EXTENSION,
+    MMPOSE_CHANNEL_ORDER,
+    mmpose_normalization,
+    variant_convention,
+)
 from keras_pose.profiles import CPM as PROFILE
 from keras_pose.spec import PoseSpec, msra_outputs
 
@@ -180,14 +185,14 @@ def cpm_spec(
     mmpose = variant == "mmpose"
     names = [output_name(stage, num_stages) for stage in range(1, num_stages + 1)]
     sigma = MMPOSE_TARGET_SIGMA if mmpose else TARGET_SIGMA
-    outputs = msra_outputs(names, sigma, OUTPUT_STRIDE)
+    outputs = msra_outputs(names, sigma, OUTPUT_STRIDE, convention=variant_convention(variant))
     return PoseSpec(
         family=PROFILE.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
         channel_order=MMPOSE_CHANNEL_ORDER if mmpose else PROFILE.channel_order,
         outputs=outputs,
-        box_extension=PROFILE.box_extension,
+        box_extension=MMPOSE_BOX_EXTENSION if mmpose else PROFILE.box_extension,
         # applyModel.m: multi-scale search, no flip; MMPose: flip test
         flip_test=mmpose or PROFILE.evaluation.flip_test,
     )

@@ -43,7 +43,7 @@ from keras_pose.models.base import (
 )
 from keras_pose.models.mmpose_variant import mmpose_normalization
 from keras_pose.profiles import HOURGLASS52 as PROFILE
-from keras_pose.spec import MSRA, CodecSpec, OutputSpec, PoseSpec
+from keras_pose.spec import MMPOSE, MSRA, CodecSpec, OutputSpec, PoseSpec
 
 STAGE_CHANNELS = (256, 256, 384, 384, 384, 512)
 STAGE_BLOCKS = (2, 2, 2, 2, 2, 4)
@@ -115,14 +115,14 @@ def conv_module(filters: int, kernel_size: int, path: str, strides: int = 1) -> 
 
 
 def hourglass52_spec(input_size: Sequence[int], num_keypoints: int) -> PoseSpec:
-    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True)
+    codec = CodecSpec(MSRA, sigma=TARGET_SIGMA, peak=1.0, flip_shift=True, convention=MMPOSE)
     return PoseSpec(
         family=PROFILE.family,
         input_size=(int(input_size[0]), int(input_size[1])),
         num_keypoints=num_keypoints,
         channel_order=PROFILE.channel_order,
         outputs=(OutputSpec("heatmaps", OUTPUT_STRIDE, codec, loss="mse"),),
-        box_extension=PROFILE.box_extension,
+        box_extension=PROFILE.box_extension,  # MMPose's GetBBoxCenterScale padding
         flip_test=PROFILE.evaluation.flip_test,
     )
 

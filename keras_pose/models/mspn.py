@@ -48,7 +48,12 @@ from keras_pose.models.base import (
     finish_builder,
     register_legacy_name,
 )
-from keras_pose.models.mmpose_variant import MMPOSE_CHANNEL_ORDER, mmpose_normalization
+from keras_pose.models.mmpose_variant import (
+    MMPOSE_BOX_EXTENSION,
+    MMPOSE_CHANNEL_ORDER,
+    mmpose_normalization,
+    variant_convention,
+)
 from keras_pose.profiles import PROFILES
 from keras_pose.spec import PoseSpec, megvii_outputs
 
@@ -136,10 +141,12 @@ def multi_stage_spec(
     num_keypoints: int,
     num_stages: int,
     channel_order: str = "BGR",
+    variant: str = "original",
 ) -> PoseSpec:
     """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding.
 
-    ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs."""
+    ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs, whose spec also has
+    MMPose's codec convention and box padding."""
     profile = PROFILES[family]
     kernels, losses, weights = [], [], []
     for stage in range(1, num_stages + 1):
@@ -155,6 +162,7 @@ def multi_stage_spec(
         stride=OUTPUT_STRIDE,
         decode_blur=DECODE_BLUR,
         decode_normalize=False,
+        convention=variant_convention(variant),
     )
     return PoseSpec(
         family=family,
@@ -162,7 +170,7 @@ def multi_stage_spec(
         num_keypoints=num_keypoints,
         channel_order=channel_order,
         outputs=outputs,
-        box_extension=profile.box_extension,
+        box_extension=MMPOSE_BOX_EXTENSION if variant == "mmpose" else profile.box_extension,
         flip_test=profile.evaluation.flip_test,
     )
 
@@ -365,7 +373,7 @@ class MultiStagePoseModel(PoseModel):
         channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
         image_shape = tuple(int(v) for v in image.shape[1:])
         spec = multi_stage_spec(
-            self.family, image_shape[:2], num_keypoints, num_stages, channel_order
+            self.family, image_shape[:2], num_keypoints, num_stages, channel_order, variant
         )
         super().__init__(inputs=image, outputs=outputs, spec=spec, name=name)
         self.num_stages = num_stages
