@@ -123,6 +123,11 @@ def test_tiny_run_trains_evaluates_exports_and_draws(tmp_path):
 
     picture = cv2.imread(str(out / "predictions.png"))
     assert picture is not None and picture.shape[0] >= 240 and picture.std() > 0
+    curve = cv2.imread(str(out / "learning_curve.png"))
+    assert curve is not None and curve.shape[0] >= 240 and curve.std() > 0
+    assert summary["artifacts"]["learning_curve"] == str(out / "learning_curve.png")
+    plan = [line for line in result.stdout.splitlines() if line.startswith("PLAN tiny 64x48")]
+    assert len(plan) == 1 and "2 epochs x 3 steps of 4 = 6 steps" in plan[0]
 
     train = event_scalars(out / "logs" / "train")
     validation = event_scalars(out / "logs" / "validation")
