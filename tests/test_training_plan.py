@@ -113,6 +113,8 @@ def test_main_job_is_budgeted_and_explicit_epochs_win():
     assert coco.budgeted and coco.time_budget == 7200
     with pytest.raises(ValueError, match="--time-budget"):
         TrainConfig(time_budget="soon").resolved()
+    with pytest.raises(ValueError, match="--precision"):
+        TrainConfig(precision="fp16").resolved()
 
 
 def test_with_a_gpu_the_main_job_trains_at_full_size(monkeypatch):

@@ -31,7 +31,7 @@ WARMUP_STEPS = 2         # timed steps that are not counted (tracing, first allo
 TIMED_STEPS = 6          # steps whose median is the step time
 EPOCHS_PER_PLAN = 8      # epochs of a planned run (backup, checkpoint and history each)
 EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one after the end)
-FINISH_SECONDS = 60.0    # final save, export, picture (an estimate; measured 40-60 s on 2 cores)
+FINISH_SECONDS = 60.0    # final save, evaluation model, export, pictures (an estimate)
 EPOCH_END_SECONDS = 3.0  # backup and checkpoint at each epoch end (an estimate)
 
 

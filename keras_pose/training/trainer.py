@@ -209,7 +209,7 @@ class TrainConfig:
         """A copy with the main job's defaults filled in (synthetic data only) and the
         remaining fixed defaults (model, out_dir, eval period; a budgeted run's epochs and
         eval period are planned at its start)."""
-        from keras_pose.training.plan import gpu_visible, parse_duration
+        from keras_pose.training.plan import PRECISIONS, gpu_visible, parse_duration
 
         config = dataclasses.replace(self)
         if config.synthetic:
@@ -219,18 +219,20 @@ class TrainConfig:
                 defaults.update(MAIN_JOB_MODEL)
                 if not gpu_visible():
                     defaults.update(MAIN_JOB_CPU)
-            if config.epochs is not None:
-                defaults.pop("time_budget", None)  # explicit epochs win
-            if config.budgeted or "time_budget" in defaults:
+            budget = config.time_budget or defaults.get("time_budget")
+            if config.epochs is None and budget is not None:  # planned at the start
                 defaults = {k: v for k, v in defaults.items() if k not in ("epochs",
                                                                            "eval_every")}
             for field, value in defaults.items():
                 if getattr(config, field) is None:
                     setattr(config, field, value)
         if config.epochs is not None:
-            config.time_budget = None
+            config.time_budget = None  # explicit epochs win
         if config.time_budget is not None:
             config.time_budget = parse_duration(config.time_budget)
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision (--precision) must be one of {PRECISIONS}, "
+                             f"got {config.precision!r}")
         if config.model is None:
             raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
         config.model = check_model_name(config.model)
