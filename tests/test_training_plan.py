@@ -44,6 +44,22 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
     assert cpu_flags(str(tmp_path / "missing")) == set()
 
 
+def test_process_age_counts_from_the_process_start():
+    import subprocess
+    import sys
+    import time
+
+    age = planning.process_seconds()
+    assert age > 0  # this process imported TensorFlow a while ago
+    code = ("import time; time.sleep(1.0); from keras_pose.training.plan import "
+            "process_seconds; print(process_seconds())")
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert 1.0 <= child < 60
+    time.sleep(0.05)
+    assert planning.process_seconds() > age
+
+
 def test_precision_policy():
     # an explicit choice is kept; the older --mixed-precision switch wins
     assert precision_policy("fp32", False, True, False, True) == "float32"

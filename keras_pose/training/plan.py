@@ -67,6 +67,21 @@ def cpu_has_bf16(flags: Iterable[str] | None = None) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
+def process_seconds() -> float:
+    """Wall time since this process started (Linux ``/proc``; 0 where unknown), so that a
+    budget counts the imports too."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def gpu_visible() -> bool:
     import tensorflow as tf
 

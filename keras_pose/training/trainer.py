@@ -424,8 +424,9 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
             model, inputs.distributed(strategy), model.default_optimizer, jit)
     eval_seconds = evaluation_seconds(val_people, config.eval_batch_size, inputs.global_batch,
                                       step)
-    plan = planning.plan_budget(config.time_budget, time.perf_counter() - started + first,
-                                step, eval_seconds, config.steps_per_epoch)
+    elapsed = max(time.perf_counter() - started, planning.process_seconds()) + first
+    plan = planning.plan_budget(config.time_budget, elapsed, step, eval_seconds,
+                                config.steps_per_epoch)
     eval_every = plan.eval_every if config.eval_every is None else config.eval_every
     return dataclasses.replace(config, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                                eval_every=eval_every), plan
