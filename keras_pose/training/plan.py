@@ -191,12 +191,13 @@ class StepTimer:
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def measure_step_seconds(model: Any, dataset: Any, make_optimizer: Callable[[], Any],
-                         jit_compile: bool, steps: int | None = None) -> tuple[float, float]:
+def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
+                         compile_model: Callable[[Any], None], steps: int | None = None
+                         ) -> tuple[float, float]:
     """``(seconds of a training step, seconds of the first step)`` of ``model`` on
-    ``dataset``, timed with a throw-away optimizer at learning rate 0; the model's weights
-    (BatchNorm statistics included) are restored afterwards and the model is left
-    uncompiled for the run's own optimizer."""
+    ``dataset``, timed with ``optimizer`` (a throw-away one, set to learning rate 0) that
+    ``compile_model(optimizer)`` compiles the model with; the model's weights (BatchNorm
+    statistics included) are restored afterwards, for the run to compile its own optimizer."""
     import keras
 
     class Timing(keras.callbacks.Callback):
@@ -209,9 +210,8 @@ def measure_step_seconds(model: Any, dataset: Any, make_optimizer: Callable[[], 
     steps = WARMUP_STEPS + TIMED_STEPS if steps is None else steps
     timer = StepTimer()
     weights = model.get_weights()
-    optimizer = make_optimizer()
     optimizer.learning_rate = 0.0
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    compile_model(optimizer)
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
               callbacks=[Timing()], shuffle=False)
     model.set_weights(weights)

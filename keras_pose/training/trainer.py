@@ -52,6 +52,7 @@ from keras_pose.training.checkpoints import TrainingState
 from keras_pose.training.data import TrainingInput
 from keras_pose.training.distribute import (
     is_chief,
+    is_multi_worker,
     logical_cpus,
     make_strategy,
     prepare_distributed_fit,
@@ -413,15 +414,23 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
     layout of its backup (its schedule was planned for it)."""
     from keras_pose.training import plan as planning
 
+    if is_multi_worker(strategy):
+        raise ValueError("a time budget (--time-budget) needs one process to plan the run; "
+                         "give several workers --epochs (and --steps-per-epoch) instead")
     saved = checkpoints.load_state(config.out_dir) if config.resume else None
     if saved is not None:
         epochs, per_epoch = saved.epochs, saved.steps_per_epoch
         eval_every = config.eval_every or max(1, math.ceil(epochs / planning.EVALUATIONS))
         return dataclasses.replace(config, epochs=epochs, steps_per_epoch=per_epoch,
                                    eval_every=eval_every), None
+    def compile_for_timing(optimizer):
+        model.compile(optimizer=optimizer, jit_compile=jit)
+        prepare_distributed_fit(model, element_spec)
+
+    element_spec = inputs.dataset(num_replicas=strategy.num_replicas_in_sync).element_spec
     with strategy.scope():
         step, first = planning.measure_step_seconds(
-            model, inputs.distributed(strategy), model.default_optimizer, jit)
+            model, inputs.distributed(strategy), model.default_optimizer(), compile_for_timing)
     eval_seconds = evaluation_seconds(val_people, config.eval_batch_size, inputs.global_batch,
                                       step)
     elapsed = max(time.perf_counter() - started, planning.process_seconds()) + first
