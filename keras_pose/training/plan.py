@@ -16,6 +16,7 @@ faster with a loss that follows fp32's, float32 otherwise.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 import time
@@ -177,20 +178,6 @@ def plan_budget(
     return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected)
 
 
-class StepTimer:
-    """Wall time of each training batch (a Keras callback's ``on_train_batch_*`` pair)."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def begin(self) -> None:
-        self._start = time.perf_counter()
-
-    def end(self) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
                          compile_model: Callable[[Any], None], steps: int | None = None
                          ) -> tuple[float, float]:
@@ -201,20 +188,22 @@ def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
     import keras
 
     class Timing(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            timer.begin()
+        """Times the step ends (a synchronous callback: Keras waits for each step)."""
+
+        def on_train_begin(self, logs=None):
+            ends.append(time.perf_counter())
 
         def on_train_batch_end(self, batch, logs=None):
-            timer.end()
+            ends.append(time.perf_counter())
 
     steps = WARMUP_STEPS + TIMED_STEPS if steps is None else steps
-    timer = StepTimer()
+    ends: list[float] = []
     weights = model.get_weights()
     optimizer.learning_rate = 0.0
     compile_model(optimizer)
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
               callbacks=[Timing()], shuffle=False)
     model.set_weights(weights)
-    timed = timer.seconds[WARMUP_STEPS:] or timer.seconds
-    return sorted(timed)[len(timed) // 2], timer.seconds[0]
-
+    intervals = [b - a for a, b in itertools.pairwise(ends)]  # each step, its input wait too
+    timed = intervals[WARMUP_STEPS:] or intervals
+    return sorted(timed)[len(timed) // 2], intervals[0]
