@@ -436,6 +436,11 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
     elapsed = max(time.perf_counter() - started, planning.process_seconds()) + first
     plan = planning.plan_budget(config.time_budget, elapsed, step, eval_seconds,
                                 config.steps_per_epoch)
+    if plan.expected_seconds > config.time_budget:
+        logger.warning("the time budget (%.0f s) is too short for this machine: %.0f s were "
+                       "spent before training, and the smallest plan (%d steps) ends after "
+                       "about %.0f s", config.time_budget, elapsed, plan.total_steps,
+                       plan.expected_seconds)
     eval_every = plan.eval_every if config.eval_every is None else config.eval_every
     return dataclasses.replace(config, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                                eval_every=eval_every), plan
