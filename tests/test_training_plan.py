@@ -158,7 +158,7 @@ def tiny_config(tmp_path, **changes):
 
 
 def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, monkeypatch,
-                                                                      capsys):
+                                                                      capsys, caplog):
     from keras_pose.training.trainer import execute, prepare
 
     monkeypatch.setattr(planning, "STEP_QUANTUM", 4)
@@ -167,6 +167,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     reference = prepare(tiny_config(tmp_path / "reference", epochs=1))
     reference.lock.release()
     run = prepare(tiny_config(tmp_path, time_budget=1))  # far too short: the smallest plan
+    assert "time budget (1 s) is too short" in caplog.text
     assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
     assert (run.state.epochs, run.state.steps_per_epoch) == (2, 2)
     assert run.config.eval_every == 1
