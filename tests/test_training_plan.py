@@ -189,3 +189,26 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     curve = cv2.imread(summary["artifacts"]["learning_curve"])
     assert curve is not None and curve.shape[:2] == (540, 720)
     assert curve.std() > 0 and (curve != 255).any(axis=2).mean() > 0.01
+
+
+def test_a_bf16_run_exports_a_float32_copy_with_its_weights(tmp_path):
+    import keras
+
+    from keras_pose.training.trainer import float32_model, prepare
+
+    run = prepare(tiny_config(tmp_path, epochs=1, precision="bf16"))
+    try:
+        assert run.policy == "mixed_bfloat16"
+        copy = float32_model(run, run.model)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # left as it was
+        assert copy is not run.model and copy.compute_dtype == "float32"
+        assert all(layer.compute_dtype == "float32" for layer in copy.layers)
+        for mine, theirs in zip(copy.get_weights(), run.model.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+        crops = np.random.default_rng(0).uniform(-1, 1, (2, 64, 48, 3)).astype("float32")
+        outputs = copy.predict(crops, verbose=0)
+        outputs = outputs if isinstance(outputs, dict) else {"out": outputs}
+        assert all(np.asarray(v).dtype == np.float32 for v in outputs.values())
+    finally:
+        run.lock.release()
+        keras.mixed_precision.set_global_policy("float32")

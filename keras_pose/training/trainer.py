@@ -712,7 +712,7 @@ def finish(run: Run, model: Any, metrics: dict[str, Any]) -> dict[str, str]:
         artifacts["best_model"] = os.path.join(run.config.out_dir, "best.keras")
     if run.config.export:
         artifacts["saved_model"] = export_saved_model(
-            model, os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
+            float32_model(run, model), os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
     if run.config.draw:
         artifacts["predictions"] = draw_predictions(
             model, run.paths.val_annotations, run.paths.val_images,
@@ -721,6 +721,21 @@ def finish(run: Run, model: Any, metrics: dict[str, Any]) -> dict[str, str]:
             artifacts["learning_curve"] = draw_learning_curve(
                 run.state.history, os.path.join(run.config.out_dir, LEARNING_CURVE_PNG))
     return artifacts
+
+
+def float32_model(run: Run, model: Any) -> Any:
+    """``model`` if it computes in float32, else a float32 copy with its weights (a mixed
+    precision run trains in bfloat16 or float16; what it exports computes in float32)."""
+    if run.policy == "float32":
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_run_model(run.config, run.inputs.dataset_info.num_keypoints)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
