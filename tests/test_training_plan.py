@@ -212,3 +212,19 @@ def test_a_bf16_run_exports_a_float32_copy_with_its_weights(tmp_path):
     finally:
         run.lock.release()
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_learning_curve_is_drawn_from_the_history(tmp_path):
+    from keras_pose.training.artifacts import draw_learning_curve
+
+    history = [{"epoch": i + 1, "seconds": 120.0 * (i + 1), "loss": 600.0 / (1 + i)}
+               for i in range(4)]
+    history[1]["val_AP"], history[3]["val_AP"] = 0.1, 0.3
+    image = cv2.imread(draw_learning_curve(history, str(tmp_path / "curve.png")))
+    assert image.shape[:2] == (540, 720)
+    loss_colour = np.all(image == (200, 80, 30), axis=2)
+    ap_colour = np.all(image == (40, 40, 200), axis=2)
+    assert loss_colour[:270].sum() > 200 and loss_colour[270:].sum() == 0
+    assert ap_colour[270:].sum() > 200 and ap_colour[:270].sum() == 0
+    with pytest.raises(ValueError, match="no timed epoch"):
+        draw_learning_curve([{"epoch": 1, "loss": 1.0}], str(tmp_path / "none.png"))
