@@ -178,6 +178,9 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
         np.testing.assert_array_equal(mine, theirs)
 
     summary = execute(run)
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     printed = capsys.readouterr().out
     plan_lines = [line for line in printed.splitlines() if line.startswith("PLAN tiny 64x48")]
     assert len(plan_lines) == 1 and "4 steps" in plan_lines[0]

@@ -340,6 +340,7 @@ class Run:
     started: float
     lock: run_folder.RunLock | None = None
     plan: Any = None  # the BudgetPlan of a budgeted run
+    previous_policy: str = "float32"  # the global dtype policy before the run set its own
 
     @property
     def total_steps(self) -> int:
@@ -352,6 +353,7 @@ def prepare(config: TrainConfig) -> Run:
     runs anything. Then (the chief) claims and locks the run folder, and every input the run
     will need is checked, validation split included, before any training step."""
     started = time.perf_counter()
+    previous_policy = keras.mixed_precision.global_policy().name
     devices = logical_cpus(config.cpu_replicas) if config.cpu_replicas > 1 else None
     strategy = make_strategy("mirrored" if devices else config.strategy, devices)
     lock = None
@@ -360,10 +362,12 @@ def prepare(config: TrainConfig) -> Run:
     try:
         run = _prepare(config, strategy, started)
     except BaseException:
+        keras.mixed_precision.set_global_policy(previous_policy)
         if lock is not None:
             lock.release()
         raise
     run.lock = lock
+    run.previous_policy = previous_policy
     if lock is not None:
         run_folder.point_latest_if_default(config.out_dir, config.model)
     return run
@@ -624,10 +628,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def execute(run: Run) -> dict[str, Any]:
     """Train a prepared run to its last step, then (on the chief) save the final model,
     evaluate it, export and draw it, and write and print the summary. The run folder's lock
-    is released at the end, whatever happens."""
+    is released and the global dtype policy restored at the end, whatever happens."""
     try:
         return _execute(run)
     finally:
+        keras.mixed_precision.set_global_policy(run.previous_policy)
         if run.lock is not None:
             run.lock.release()
 
