@@ -184,7 +184,9 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     printed = capsys.readouterr().out
     plan_lines = [line for line in printed.splitlines() if line.startswith("PLAN tiny 64x48")]
     assert len(plan_lines) == 1 and "4 steps" in plan_lines[0]
-    assert "s/step measured" in plan_lines[0] and "--epochs 2 --steps-per-epoch 2" in plan_lines[0]
+    assert "s/step measured" in plan_lines[0]
+    precision = "bf16" if run.policy == "mixed_bfloat16" else "fp32"
+    assert f"--epochs 2 --steps-per-epoch 2 --seed 0 --precision {precision}" in plan_lines[0]
     assert summary["plan"]["total_steps"] == summary["global_step"] == 4
     seconds = [entry["seconds"] for entry in summary["history"]]
     assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]

@@ -70,6 +70,7 @@ PREDICTIONS_PNG = "predictions.png"
 SAVED_MODEL_DIR = "saved_model"
 SYNTHETIC_DIR = "synthetic"
 LEARNING_CURVE_PNG = "learning_curve.png"
+PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precision bf16"}
 EVALUATION_OVERHEAD_SECONDS = 10.0  # image reading and pycocotools per evaluation (estimate)
 
 # The embedded main job: what a run without a data folder trains, on the synthetic set, sized
@@ -685,7 +686,8 @@ def plan_line(run: Run) -> str:
     if plan is not None:
         line += (f" | {plan.seconds_per_step:.2f} s/step measured, expected "
                  f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
-                 f"budget | repeat: {plan.flags()} --seed {run.config.seed}")
+                 f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
+                 f"{PRECISION_FLAGS.get(run.policy, '')}")
     return line
 
 
