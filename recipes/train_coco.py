@@ -8,7 +8,8 @@
 ``--data-dir`` is a COCO layout: ``annotations/person_keypoints_{train,val}2017.json``,
 ``train2017/``, ``val2017/``. Without it the synthetic COCO-format set is rendered into
 ``<out>/synthetic`` (reused when present) and a small RSN-18 is trained, evaluated, exported
-and drawn (about 15 minutes on 2 CPU cores).
+and drawn, in 15 minutes (--time-budget: the steps that fit are planned from a few timed ones;
+a PLAN line says what the run will do).
 
 Defaults follow the family's profile (``keras_pose.profiles``): optimizer,
 learning rate (MSPN/RSN: 5e-4 per 32 crops), schedule shape, and as many training samples as
@@ -19,7 +20,7 @@ Each run writes its own folder: --out, or a new ``work_dirs/<model>/<date-time>`
 (continue it with --resume, or --overwrite it), and a lock keeps two live runs out of one folder.
 A NaN or infinite loss stops the run at once, before anything non-finite is saved.
 The output folder holds model.keras, best.keras, checkpoints/, backup/ (for --resume),
-logs/ (TensorBoard), summary.json, saved_model/ and predictions.png.
+logs/ (TensorBoard), summary.json, saved_model/, predictions.png and learning_curve.png.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from keras_pose.models import MODELS
+    from keras_pose.training.plan import PRECISIONS
     from keras_pose.training.recipes import SCHEDULES
     from keras_pose.utils.cli import non_negative_int, positive_float, positive_int
 
@@ -73,8 +75,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                       "replicas); default 32 per replica")
     optim.add_argument("--lr", type=positive_float, help="base (peak) learning rate")
     optim.add_argument("--schedule", choices=SCHEDULES, default="family")
+    optim.add_argument("--time-budget", type=duration, metavar="DURATION",
+                       help="size the run to end this long after its start (15m, 900s, 1h30m):"
+                            " a few steps are timed, then steps, epochs and the learning-rate "
+                            "schedule are planned to fit; default 15m for the main job (no "
+                            "--data-dir, rsn18), none otherwise; --epochs wins")
+    optim.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="fp32, bf16 (mixed_bfloat16) or auto (default: fp32; see README)")
     optim.add_argument("--mixed-precision", action="store_true",
-                       help="float16 compute on GPU, bfloat16 on CPU")
+                       help="float16 compute on GPU, bfloat16 on CPU (overrides --precision)")
     jit = optim.add_mutually_exclusive_group()
     jit.add_argument("--jit-compile", dest="jit_compile", action="store_true", default=None,
                      help="XLA (default: on with a GPU, off on CPU where it measured slower)")
@@ -116,6 +125,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def duration(text: str) -> float:
+    """``--time-budget`` in seconds (an argparse type: a clear message for bad text)."""
+    from keras_pose.training.plan import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     kwargs = {}
     for pair in pairs:
@@ -150,6 +169,8 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size,
         learning_rate=args.lr,
         schedule=args.schedule,
+        time_budget=args.time_budget,
+        precision=args.precision,
         mixed_precision=args.mixed_precision,
         jit_compile=args.jit_compile,
         seed=args.seed,

@@ -15,3 +15,4 @@ def _seed():
     keras.utils.set_random_seed(0)
     np.random.seed(0)
     yield
+    keras.mixed_precision.set_global_policy("float32")  # a training run may have changed it

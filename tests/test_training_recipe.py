@@ -29,7 +29,7 @@ def test_help_lists_the_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--model", "--data-dir", "--det-file", "--epochs", "--batch-size", "--lr",
                  "--schedule", "--input-size", "--mixed-precision", "--jit-compile", "--out",
-                 "--resume", "--strategy"):
+                 "--resume", "--strategy", "--time-budget", "--precision"):
         assert flag in text
 
 
@@ -39,22 +39,34 @@ def test_flags_become_the_run_configuration():
         "--model", "rsn50", "--model-arg", "num_stages=2", "--model-arg", "use_prm=true",
         "--input-size", "384", "288", "--batch-size", "64", "--lr", "1e-3",
         "--schedule", "constant", "--no-jit-compile", "--mixed-precision", "--resume",
+        "--time-budget", "1h30m", "--precision", "bf16",
     ]))
     assert config.model == "rsn50" and config.model_kwargs == {"num_stages": 2, "use_prm": True}
+    assert config.time_budget == 5400 and config.precision == "bf16"
     assert config.input_size == (384, 288) and config.batch_size == 64
     assert config.learning_rate == 1e-3 and config.schedule == "constant"
     assert config.jit_compile is False and config.mixed_precision and config.resume
-    assert recipe.config_from_args(recipe.parse_args([])).jit_compile is None  # auto
+    defaults = recipe.config_from_args(recipe.parse_args([]))
+    assert defaults.jit_compile is None and defaults.precision == "auto"  # auto
+    assert defaults.time_budget is None  # (the main job's 15 minutes come from TrainConfig)
+
+
+@pytest.mark.parametrize("flags", [["--time-budget", "soon"], ["--time-budget", "0m"],
+                                   ["--precision", "fp16"]])
+def test_bad_budget_or_precision_is_refused_naming_the_flag(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_recipe().parse_args(flags)
+    assert exit_info.value.code == 2 and flags[0] in capsys.readouterr().err
 
 
 def test_without_data_dir_the_main_job_defaults_apply():
     from keras_pose.training import TrainConfig
-    from keras_pose.training.trainer import MAIN_JOB_MODEL, SYNTHETIC_DEFAULTS
+    from keras_pose.training.trainer import MAIN_JOB_CPU, SYNTHETIC_DEFAULTS
 
     main_job = TrainConfig().resolved()
     assert main_job.synthetic and main_job.model == SYNTHETIC_DEFAULTS["model"]
-    assert main_job.input_size == MAIN_JOB_MODEL["input_size"]
-    assert main_job.epochs == SYNTHETIC_DEFAULTS["epochs"]
+    assert main_job.input_size == MAIN_JOB_CPU["input_size"]
+    assert main_job.epochs is None and main_job.time_budget == 900  # planned at the start
     other = TrainConfig(model="hourglass").resolved()
     assert other.epochs == SYNTHETIC_DEFAULTS["epochs"] and other.input_size is None
     coco = TrainConfig(data_dir="/data/coco", model="cpn50").resolved()
@@ -111,6 +123,11 @@ def test_tiny_run_trains_evaluates_exports_and_draws(tmp_path):
 
     picture = cv2.imread(str(out / "predictions.png"))
     assert picture is not None and picture.shape[0] >= 240 and picture.std() > 0
+    curve = cv2.imread(str(out / "learning_curve.png"))
+    assert curve is not None and curve.shape[0] >= 240 and curve.std() > 0
+    assert summary["artifacts"]["learning_curve"] == str(out / "learning_curve.png")
+    plan = [line for line in result.stdout.splitlines() if line.startswith("PLAN tiny 64x48")]
+    assert len(plan) == 1 and "2 epochs x 3 steps of 4 = 6 steps" in plan[0]
 
     train = event_scalars(out / "logs" / "train")
     validation = event_scalars(out / "logs" / "validation")

@@ -115,10 +115,10 @@ def _keypoints_problem(keypoints: Any, num_keypoints: int) -> str | None:
 
 
 def _score_problem(score: Any) -> str | None:
+    """Any finite score ranks; a negative one is legitimate (the originals' keypoint score
+    ``raw / 255 + 0.5`` is negative wherever a young network's heatmap is below -127.5)."""
     if not _is_finite_number(score):
         return f"score: expected a finite number, got {score!r}"
-    if score < 0:
-        return f"score: {score} is negative"
     return None
 
 
@@ -132,7 +132,7 @@ def validate_results(
 
     Checks: a list of dicts; keys ``image_id, category_id, keypoints, score``; integer ids;
     ``image_id`` in ``image_ids`` and ``category_id`` in ``category_ids`` when given;
-    exactly ``3 * num_keypoints`` finite keypoint values; a finite, non-negative score.
+    exactly ``3 * num_keypoints`` finite keypoint values; a finite score.
     The message names the entry's index and the field. An empty list is valid (no detections).
     """
     if not isinstance(results, (list, tuple)):

@@ -75,15 +75,25 @@ def non_finite_message(state: TrainingState, bad: dict[str, float]) -> str:
 
 
 class RecordHistory(keras.callbacks.Callback):
-    """Appends each epoch's logs (after the evaluation added its AP) to the state's history."""
+    """Appends each epoch's logs (after the evaluation added its AP) to the state's history,
+    with ``seconds``: training wall time up to that epoch's end (evaluations included,
+    continued across a resume)."""
 
     def __init__(self, progress: RunProgress) -> None:
         super().__init__()
         self.progress = progress
+        self._clock = 0.0
+        self._offset = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        history = self.progress.state.history
+        self._offset = float(history[-1].get("seconds", 0.0)) if history else 0.0
+        self._clock = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         state = self.progress.state
-        entry = {"epoch": epoch + 1, "global_step": state.global_step}
+        entry = {"epoch": epoch + 1, "global_step": state.global_step,
+                 "seconds": self._offset + time.perf_counter() - self._clock}
         entry.update(_scalars(logs or {}))
         state.history.append(entry)
 

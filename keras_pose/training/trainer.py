@@ -17,6 +17,11 @@ Output folder (one per run: ``out_dir``, or a new ``work_dirs/<model>/<date-time
     summary.json           configuration, history and final metrics
     saved_model/           TF Serving export (``export=True``)
     predictions.png        predicted skeletons on validation images (``draw=True``)
+    learning_curve.png     training loss and validation AP against time (``draw=True``)
+
+A budgeted run (``time_budget``; the main job's default) first times a few steps and plans its
+length to fit (:mod:`keras_pose.training.plan`); every run prints a ``PLAN`` line before its
+first step and a ``FINAL`` line at the end.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from keras_pose.training.checkpoints import TrainingState
 from keras_pose.training.data import TrainingInput
 from keras_pose.training.distribute import (
     is_chief,
+    is_multi_worker,
     logical_cpus,
     make_strategy,
     prepare_distributed_fit,
@@ -63,13 +69,18 @@ SUMMARY_FILE = "summary.json"
 PREDICTIONS_PNG = "predictions.png"
 SAVED_MODEL_DIR = "saved_model"
 SYNTHETIC_DIR = "synthetic"
+LEARNING_CURVE_PNG = "learning_curve.png"
+PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precision bf16"}
+EVALUATION_OVERHEAD_SECONDS = 10.0  # image reading and pycocotools per evaluation (estimate)
 
 # The embedded main job: what a run without a data folder trains, on the synthetic set, sized
-# to finish in about 15 minutes on 2 CPU cores (see benchmarks/train_throughput.md).
-# SYNTHETIC_DEFAULTS apply to any model trained on the synthetic set, MAIN_JOB_MODEL to the
-# main job's own model only (another model keeps its family's input size and learning rate).
-# Batch 16 at lr 1e-2: on this budget the number of updates is what counts (6 epochs: AP 0.068
-# in 13:44; batch 32 at 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU; lr 2e-2: 0.062).
+# by a time budget (15 minutes: the steps that fit, measured on the machine; see
+# keras_pose.training.plan). SYNTHETIC_DEFAULTS apply to any model trained on the synthetic
+# set, MAIN_JOB_MODEL to the main job's own model only (another model keeps its family's input
+# size and learning rate, and 6 epochs); MAIN_JOB_CPU only without a GPU (with one, the main
+# job trains at the family's full input size). Batch 16 at lr 1e-2: on this budget the number
+# of updates is what counts (6 fixed epochs: AP 0.068 in 13:44; batch 32 at 2e-3: 0.008 in
+# 15:00; batch 8: 0.068 for more CPU; lr 2e-2: 0.062).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 16,
@@ -79,8 +90,11 @@ SYNTHETIC_DEFAULTS = {
     "num_val_images": 100,
 }
 MAIN_JOB_MODEL = {
-    "input_size": (128, 96),
     "learning_rate": 1e-2,
+    "time_budget": "15m",
+}
+MAIN_JOB_CPU = {
+    "input_size": (128, 96),
 }
 
 
@@ -112,7 +126,12 @@ class TrainConfig:
         batch_size: global crops per step (default: the original's per-GPU batch x replicas).
         learning_rate: base (peak) rate; default the family's, scaled to the batch.
         schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
-        mixed_precision: float16 compute on GPU, bfloat16 on CPU.
+        time_budget: size the run to end this long after its start (seconds, or text such
+            as ``"15m"``): a few steps are timed, then epochs, steps and the schedule are
+            planned (:mod:`keras_pose.training.plan`); explicit ``epochs`` win.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:func:`~keras_pose.training.plan.
+            precision_policy`).
+        mixed_precision: float16 compute on GPU, bfloat16 on CPU (overrides ``precision``).
         jit_compile: XLA; ``None``: on with a GPU, off on CPU.
         seed: data order, augmentation and initial weights.
         deterministic: TensorFlow op determinism (bit-reproducible, slower).
@@ -159,6 +178,8 @@ class TrainConfig:
     batch_size: int | None = None
     learning_rate: float | None = None
     schedule: str = "family"
+    time_budget: float | str | None = None
+    precision: str = "auto"
     mixed_precision: bool = False
     jit_compile: bool | None = None
     seed: int = 0
@@ -185,18 +206,39 @@ class TrainConfig:
     def synthetic(self) -> bool:
         return self.data_dir is None
 
+    @property
+    def budgeted(self) -> bool:
+        """The run's length is planned from its time budget."""
+        return self.time_budget is not None and self.epochs is None
+
     def resolved(self) -> "TrainConfig":
         """A copy with the main job's defaults filled in (synthetic data only) and the
-        remaining fixed defaults (model, out_dir, eval period)."""
+        remaining fixed defaults (model, out_dir, eval period; a budgeted run's epochs and
+        eval period are planned at its start)."""
+        from keras_pose.training.plan import PRECISIONS, gpu_visible, parse_duration
+
         config = dataclasses.replace(self)
         if config.synthetic:
             config.model = config.model or SYNTHETIC_DEFAULTS["model"]
             defaults = dict(SYNTHETIC_DEFAULTS)
             if config.model == SYNTHETIC_DEFAULTS["model"]:
                 defaults.update(MAIN_JOB_MODEL)
+                if not gpu_visible():
+                    defaults.update(MAIN_JOB_CPU)
+            budget = config.time_budget or defaults.get("time_budget")
+            if config.epochs is None and budget is not None:  # planned at the start
+                defaults = {k: v for k, v in defaults.items() if k not in ("epochs",
+                                                                           "eval_every")}
             for field, value in defaults.items():
                 if getattr(config, field) is None:
                     setattr(config, field, value)
+        if config.epochs is not None:
+            config.time_budget = None  # explicit epochs win
+        if config.time_budget is not None:
+            config.time_budget = parse_duration(config.time_budget)
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision (--precision) must be one of {PRECISIONS}, "
+                             f"got {config.precision!r}")
         if config.model is None:
             raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
         config.model = check_model_name(config.model)
@@ -207,7 +249,8 @@ class TrainConfig:
         if config.out_dir is None:
             config.out_dir = (run_folder.latest_run_folder(config.model) if config.resume
                               else run_folder.default_run_folder(config.model))
-        config.eval_every = 5 if config.eval_every is None else config.eval_every
+        if not config.budgeted:
+            config.eval_every = 5 if config.eval_every is None else config.eval_every
         return config
 
 
@@ -277,10 +320,12 @@ def data_paths(config: TrainConfig, worker: str | None = None) -> DataPaths:
     return paths
 
 
-def set_precision(mixed: bool) -> str:
-    from keras_pose.training.distribute import has_gpu
+def set_precision(config: TrainConfig) -> str:
+    """Set (and return) the global dtype policy of ``config``'s precision on this machine."""
+    from keras_pose.training.plan import cpu_has_bf16, gpu_visible, precision_policy
 
-    policy = ("mixed_float16" if has_gpu() else "mixed_bfloat16") if mixed else "float32"
+    policy = precision_policy(config.precision, config.mixed_precision, config.budgeted,
+                              gpu_visible(), cpu_has_bf16())
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -299,6 +344,8 @@ class Run:
     policy: str
     started: float
     lock: run_folder.RunLock | None = None
+    plan: Any = None  # the BudgetPlan of a budgeted run
+    previous_policy: str = "float32"  # the global dtype policy before the run set its own
 
     @property
     def total_steps(self) -> int:
@@ -311,6 +358,7 @@ def prepare(config: TrainConfig) -> Run:
     runs anything. Then (the chief) claims and locks the run folder, and every input the run
     will need is checked, validation split included, before any training step."""
     started = time.perf_counter()
+    previous_policy = keras.mixed_precision.global_policy().name
     devices = logical_cpus(config.cpu_replicas) if config.cpu_replicas > 1 else None
     strategy = make_strategy("mirrored" if devices else config.strategy, devices)
     lock = None
@@ -319,10 +367,12 @@ def prepare(config: TrainConfig) -> Run:
     try:
         run = _prepare(config, strategy, started)
     except BaseException:
+        keras.mixed_precision.set_global_policy(previous_policy)
         if lock is not None:
             lock.release()
         raise
     run.lock = lock
+    run.previous_policy = previous_policy
     if lock is not None:
         run_folder.point_latest_if_default(config.out_dir, config.model)
     return run
@@ -334,12 +384,16 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
 
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    policy = set_precision(config.mixed_precision)
+    policy = set_precision(config)
     paths = data_paths(config, None if is_chief(strategy) else worker_name(strategy))
     with strategy.scope():
         model, inputs = model_and_input(config, paths, strategy.num_replicas_in_sync)
-    check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images,
-                            config.default_sigma)
+    val_people = check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images,
+                                         config.default_sigma)
+    jit = resolve_jit_compile(config.jit_compile, strategy)
+    plan = None
+    if config.budgeted:
+        config, plan = plan_run(config, strategy, model, inputs, jit, val_people, started)
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch is None:
         steps_per_epoch = inputs.steps_per_pass()
@@ -349,7 +403,6 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
         epochs = recipe.default_epochs(steps_per_epoch * inputs.global_batch)
     state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
     state.check_model(model_identity(config.model, model.spec), config.out_dir)
-    jit = resolve_jit_compile(config.jit_compile, strategy)
     with strategy.scope():
         optimizer = make_optimizer(model, epochs * steps_per_epoch, inputs.global_batch,
                                    config.learning_rate, config.schedule)
@@ -360,7 +413,56 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     if state.global_step:
         with strategy.scope():
             checkpoints.restore_backup(model, config.out_dir, state)
-    return Run(config, strategy, paths, model, inputs, state, jit, policy, started)
+    return Run(config, strategy, paths, model, inputs, state, jit, policy, started, plan=plan)
+
+
+def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInput,
+             jit: bool, val_people: int, started: float) -> tuple[TrainConfig, Any]:
+    """``config`` with the epochs, steps per epoch and evaluation period that fit its time
+    budget, and the :class:`~keras_pose.training.plan.BudgetPlan`. A resumed run keeps the
+    layout of its backup (its schedule was planned for it)."""
+    from keras_pose.training import plan as planning
+
+    if is_multi_worker(strategy):
+        raise ValueError("a time budget (--time-budget) needs one process to plan the run; "
+                         "give several workers --epochs (and --steps-per-epoch) instead")
+    saved = checkpoints.load_state(config.out_dir) if config.resume else None
+    if saved is not None:
+        epochs, per_epoch = saved.epochs, saved.steps_per_epoch
+        eval_every = config.eval_every or max(1, math.ceil(epochs / planning.EVALUATIONS))
+        return dataclasses.replace(config, epochs=epochs, steps_per_epoch=per_epoch,
+                                   eval_every=eval_every), None
+    def compile_for_timing(optimizer):
+        model.compile(optimizer=optimizer, jit_compile=jit)
+        prepare_distributed_fit(model, element_spec)
+
+    element_spec = inputs.dataset(num_replicas=strategy.num_replicas_in_sync).element_spec
+    with strategy.scope():
+        step, first = planning.measure_step_seconds(
+            model, inputs.distributed(strategy), model.default_optimizer(), compile_for_timing)
+    eval_seconds = evaluation_seconds(val_people, config.eval_batch_size, inputs.global_batch,
+                                      step)
+    elapsed = max(time.perf_counter() - started, planning.process_seconds()) + first
+    plan = planning.plan_budget(config.time_budget, elapsed, step, eval_seconds,
+                                config.steps_per_epoch)
+    if plan.expected_seconds > config.time_budget:
+        logger.warning("the time budget (%.0f s) is too short for this machine: %.0f s were "
+                       "spent before training, and the smallest plan (%d steps) ends after "
+                       "about %.0f s", config.time_budget, elapsed, plan.total_steps,
+                       plan.expected_seconds)
+    eval_every = plan.eval_every if config.eval_every is None else config.eval_every
+    return dataclasses.replace(config, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                               eval_every=eval_every), plan
+
+
+def evaluation_seconds(people: int, eval_batch: int, train_batch: int, step_seconds: float
+                       ) -> float:
+    """An estimate of one COCO AP evaluation: every person and its flip through the network
+    (a forward pass costs about a third of a training step per crop), plus reading the
+    images and scoring."""
+    forward_per_crop = step_seconds / (3.0 * train_batch)
+    batches = math.ceil(2 * people / eval_batch)
+    return 2 * people * forward_per_crop + 0.05 * batches + EVALUATION_OVERHEAD_SECONDS
 
 
 def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
@@ -397,9 +499,10 @@ def run_dataset_info(config: TrainConfig, paths: DataPaths):
 
 
 def check_validation_inputs(paths: DataPaths, info: Any, max_images: int | None,
-                            default_sigma: float | None = None) -> None:
+                            default_sigma: float | None = None) -> int:
     """Read the validation annotations (and detections) and check that their images exist
-    and that the keypoint set has OKS sigmas, now rather than at the first evaluation."""
+    and that the keypoint set has OKS sigmas, now rather than at the first evaluation;
+    returns the number of people (or boxes) an evaluation scores."""
     from keras_pose.data.coco import load_coco, load_coco_records, load_detection_records
 
     info.oks_sigmas(default_sigma)
@@ -410,10 +513,12 @@ def check_validation_inputs(paths: DataPaths, info: Any, max_images: int | None,
     else:
         records = load_detection_records(paths.det_file, paths.val_annotations,
                                          paths.val_images, dataset_info=info, coco=coco)
-    if not any(r.image_id in wanted for r in records):
+    people = sum(r.image_id in wanted for r in records)
+    if not people:
         source = paths.det_file or paths.val_annotations
         raise ValueError(f"{source}: no person to evaluate on the first "
                          f"{len(wanted)} validation images")
+    return people
 
 
 def model_identity(name: str, spec: Any) -> str:
@@ -539,10 +644,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
 def execute(run: Run) -> dict[str, Any]:
     """Train a prepared run to its last step, then (on the chief) save the final model,
     evaluate it, export and draw it, and write and print the summary. The run folder's lock
-    is released at the end, whatever happens."""
+    is released and the global dtype policy restored at the end, whatever happens."""
     try:
         return _execute(run)
     finally:
+        keras.mixed_precision.set_global_policy(run.previous_policy)
         if run.lock is not None:
             run.lock.release()
 
@@ -576,6 +682,33 @@ def log_plan(run: Run) -> None:
         run.policy, len(run.inputs.records), state.epochs, state.steps_per_epoch,
         state.global_batch, describe_learning_rate(run.model.optimizer), run.jit_compile,
         run.strategy.num_replicas_in_sync, config.out_dir)
+    if is_chief(run.strategy):
+        print(plan_line(run), flush=True)
+
+
+def plan_line(run: Run) -> str:
+    """What the run will do, printed before its first step: model, input size, precision,
+    device, steps, and for a budgeted run the measured step time and the expected wall time
+    (with the flags that repeat the plan)."""
+    state, plan = run.state, run.plan
+    from keras_pose.training.plan import gpu_visible
+
+    device = "GPU" if gpu_visible() else f"CPU ({os.cpu_count()} cores)"
+    line = (f"PLAN {run.config.model} {'x'.join(map(str, run.model.spec.input_size))}, "
+            f"{run.policy}, {device}: {state.epochs} epochs x {state.steps_per_epoch} steps of "
+            f"{state.global_batch} = {run.total_steps} steps, COCO AP every "
+            f"{run.config.eval_every or state.epochs} epoch(s)")
+    if plan is not None:
+        line += (f" | {plan.seconds_per_step:.2f} s/step measured, expected "
+                 f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
+                 f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
+                 f"{PRECISION_FLAGS.get(run.policy, '')}")
+    return line
+
+
+def _minutes(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def describe_learning_rate(optimizer: Any) -> str:
@@ -590,19 +723,41 @@ def describe_learning_rate(optimizer: Any) -> str:
 def finish(run: Run, model: Any, metrics: dict[str, Any]) -> dict[str, str]:
     """The export and the picture of predictions of ``model`` (the final weights, on one
     device), as configured; returns the paths of the run's products."""
-    from keras_pose.training.artifacts import draw_predictions, export_saved_model
+    from keras_pose.training.artifacts import (
+        draw_learning_curve,
+        draw_predictions,
+        export_saved_model,
+    )
 
     artifacts = {"model": os.path.join(run.config.out_dir, FINAL_MODEL)}
     if run.state.best_ap is not None:
         artifacts["best_model"] = os.path.join(run.config.out_dir, "best.keras")
     if run.config.export:
         artifacts["saved_model"] = export_saved_model(
-            model, os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
+            float32_model(run, model), os.path.join(run.config.out_dir, SAVED_MODEL_DIR))
     if run.config.draw:
         artifacts["predictions"] = draw_predictions(
             model, run.paths.val_annotations, run.paths.val_images,
             os.path.join(run.config.out_dir, PREDICTIONS_PNG), metrics.get("results_file"))
+        if any("seconds" in entry for entry in run.state.history):
+            artifacts["learning_curve"] = draw_learning_curve(
+                run.state.history, os.path.join(run.config.out_dir, LEARNING_CURVE_PNG))
     return artifacts
+
+
+def float32_model(run: Run, model: Any) -> Any:
+    """``model`` if it computes in float32, else a float32 copy with its weights (a mixed
+    precision run trains in bfloat16 or float16; what it exports computes in float32)."""
+    if run.policy == "float32":
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_run_model(run.config, run.inputs.dataset_info.num_keypoints)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
@@ -620,6 +775,7 @@ def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
         "replicas": run.strategy.num_replicas_in_sync,
         "jit_compile": run.jit_compile,
         "precision": run.policy,
+        "plan": None if run.plan is None else dataclasses.asdict(run.plan),
         "metrics": {k: float(metrics[k]) for k in names if k in metrics},
         "best_ap": state.best_ap,
         "best_epoch": state.best_epoch,

@@ -1,0 +1,210 @@
+"""Sizing a run to a wall-clock budget, and choosing its device settings.
+
+A budgeted run (``--time-budget``, the main job's default) times a few training steps of its
+own model on its own data (:func:`measure_step_seconds`), then :func:`plan_budget` turns the
+time left into a number of steps, split into epochs, with evaluations spread over the run. The
+learning-rate schedule is made for that total, so it warms up and decays over the whole run
+whatever the machine's speed. The plan is a pure function of the measured step time, rounded
+to :data:`STEP_QUANTUM` steps, so two runs on one machine usually get the same plan; the plan
+line prints the ``--epochs``/``--steps-per-epoch`` that repeat it exactly.
+
+Precision: ``fp32``, ``bf16`` (``mixed_bfloat16``) or ``auto``: bf16 for a budgeted run on a
+CPU with AVX512-BF16 or AMX (:func:`cpu_has_bf16`) when :data:`AUTO_BF16` says it measured
+faster with a loss that follows fp32's, float32 otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+import time
+from typing import Any, Callable, Iterable
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# Whether ``auto`` picks bf16 on a CPU that has it: RSN-18 128x96 took 0.6-0.85x the time
+# per step with a loss within 0.1% of float32's (benchmarks/train_throughput.md).
+AUTO_BF16 = True
+
+STEP_QUANTUM = 50        # planned steps are a multiple of this (same plan despite timing noise)
+WARMUP_STEPS = 2         # timed steps that are not counted (tracing, first allocations)
+TIMED_STEPS = 6          # steps whose median is the step time
+EPOCHS_PER_PLAN = 8      # epochs of a planned run (backup, checkpoint and history each)
+EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one after the end)
+FINISH_SECONDS = 60.0    # final save, evaluation model, export, pictures (an estimate)
+EPOCH_END_SECONDS = 3.0  # backup and checkpoint at each epoch end (an estimate)
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds of ``"15m"``, ``"900s"``, ``"1h30m"``, ``"90"`` (seconds) or a number."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                             r"(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+        if not match or not any(match.groups()):
+            raise ValueError(f"time_budget (--time-budget) must look like 15m, 900s, 1h30m or 900, got {text!r}")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = 3600 * hours + 60 * minutes + secs
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"time_budget (--time-budget) must be > 0 seconds, got {text!r}")
+    return seconds
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (empty where ``path`` cannot be read, e.g. not Linux)."""
+    try:
+        with open(path) as f:
+            lines = [line for line in f if line.startswith(("flags", "Features"))]
+    except OSError:
+        return set()
+    return {flag for line in lines for flag in line.partition(":")[2].split()}
+
+
+def cpu_has_bf16(flags: Iterable[str] | None = None) -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    flags = cpu_flags() if flags is None else set(flags)
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def process_seconds() -> float:
+    """Wall time since this process started (Linux ``/proc``; 0 where unknown), so that a
+    budget counts the imports too."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def gpu_visible() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def precision_policy(precision: str, mixed: bool, budgeted: bool, gpu: bool,
+                     cpu_bf16: bool) -> str:
+    """The Keras dtype policy of a run.
+
+    Args:
+        precision: one of :data:`PRECISIONS`.
+        mixed: the older ``--mixed-precision`` switch (float16 on GPU, bfloat16 on CPU).
+        budgeted: the run is sized by a time budget (``auto`` may then pick bf16).
+        gpu, cpu_bf16: what the machine has.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision (--precision) must be one of {PRECISIONS}, "
+                         f"got {precision!r}")
+    if mixed:
+        return "mixed_float16" if gpu else "mixed_bfloat16"
+    if precision == "bf16":
+        return "mixed_bfloat16"
+    if precision == "auto" and budgeted and not gpu and cpu_bf16 and AUTO_BF16:
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetPlan:
+    """How a budgeted run spends its time.
+
+    Args:
+        total_steps, epochs, steps_per_epoch: the run's length (``total_steps`` =
+            ``epochs * steps_per_epoch``).
+        eval_every: epochs between COCO AP evaluations.
+        seconds_per_step: the measured training step.
+        expected_seconds: the whole run's expected wall time (from the start of the process).
+    """
+
+    total_steps: int
+    epochs: int
+    steps_per_epoch: int
+    eval_every: int
+    seconds_per_step: float
+    expected_seconds: float
+
+    def flags(self) -> str:
+        """The command-line flags that repeat this plan exactly."""
+        return f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}"
+
+
+def plan_budget(
+    budget_seconds: float,
+    elapsed_seconds: float,
+    seconds_per_step: float,
+    eval_seconds: float,
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
+    evaluations: int | None = None,
+) -> BudgetPlan:
+    """The plan that ends a run ``budget_seconds`` after its start.
+
+    Args:
+        budget_seconds: the whole run's wall time.
+        elapsed_seconds: spent before training (data, model, measurement, the first step's
+            tracing to come).
+        seconds_per_step: one training step.
+        eval_seconds: one COCO AP evaluation.
+        steps_per_epoch: fixed (``--steps-per-epoch``); default: the total over ``epochs``.
+        epochs: epochs of a plan without ``steps_per_epoch`` (:data:`EPOCHS_PER_PLAN`).
+        evaluations: evaluations spread over the run, the last at its end
+            (:data:`EVALUATIONS`).
+    """
+    epochs = EPOCHS_PER_PLAN if epochs is None else epochs
+    evaluations = EVALUATIONS if evaluations is None else evaluations
+    if seconds_per_step <= 0:
+        raise ValueError(f"seconds_per_step must be > 0, got {seconds_per_step}")
+    fixed = elapsed_seconds + FINISH_SECONDS + evaluations * eval_seconds
+    fixed += epochs * EPOCH_END_SECONDS
+    available = max(0.0, budget_seconds - fixed)
+    total = max(STEP_QUANTUM, int(available / seconds_per_step) // STEP_QUANTUM * STEP_QUANTUM)
+    if steps_per_epoch is None:
+        epochs = max(1, min(epochs, total))
+        steps_per_epoch = total // epochs
+    else:
+        epochs = max(1, total // steps_per_epoch)
+    total = epochs * steps_per_epoch
+    eval_every = max(1, math.ceil(epochs / max(1, evaluations)))
+    evals = epochs // eval_every + (epochs % eval_every > 0)
+    expected = (elapsed_seconds + total * seconds_per_step + evals * eval_seconds
+                + epochs * EPOCH_END_SECONDS + FINISH_SECONDS)
+    return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected)
+
+
+def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
+                         compile_model: Callable[[Any], None], steps: int | None = None
+                         ) -> tuple[float, float]:
+    """``(seconds of a training step, seconds of the first step)`` of ``model`` on
+    ``dataset``, timed with ``optimizer`` (a throw-away one, set to learning rate 0) that
+    ``compile_model(optimizer)`` compiles the model with; the model's weights (BatchNorm
+    statistics included) are restored afterwards, for the run to compile its own optimizer."""
+    import keras
+
+    class Timing(keras.callbacks.Callback):
+        """Times the step ends (a synchronous callback: Keras waits for each step)."""
+
+        def on_train_begin(self, logs=None):
+            ends.append(time.perf_counter())
+
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(time.perf_counter())
+
+    steps = WARMUP_STEPS + TIMED_STEPS if steps is None else steps
+    ends: list[float] = []
+    weights = model.get_weights()
+    optimizer.learning_rate = 0.0
+    compile_model(optimizer)
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
+              callbacks=[Timing()], shuffle=False)
+    model.set_weights(weights)
+    intervals = [b - a for a, b in itertools.pairwise(ends)]  # each step, its input wait too
+    timed = intervals[WARMUP_STEPS:] or intervals
+    return sorted(timed)[len(timed) // 2], intervals[0]

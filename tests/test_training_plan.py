@@ -1,0 +1,235 @@
+"""A run sized by a time budget: durations, CPU/GPU detection, precision, the plan itself, the
+main job's defaults with and without a GPU, and a tiny budgeted run end to end (plan line,
+schedule over the planned steps, weights untouched by the timing, learning curve)."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_pose.training import plan as planning
+from keras_pose.training.plan import (
+    BudgetPlan,
+    cpu_flags,
+    cpu_has_bf16,
+    parse_duration,
+    plan_budget,
+    precision_policy,
+)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("15m", 900), ("900s", 900), ("900", 900), ("1h30m", 5400), ("2.5m", 150), (42, 42),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "15 minutes", "-5m", "0", 0, "abc"])
+def test_bad_durations_name_the_flag(text):
+    with pytest.raises(ValueError, match="--time-budget"):
+        parse_duration(text)
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+    def cpuinfo(flags):
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 {flags}\nbogomips\t: 1\n")
+        return str(path)
+
+    assert cpu_has_bf16(cpu_flags(cpuinfo("avx512f avx512_bf16")))
+    assert cpu_has_bf16(cpu_flags(cpuinfo("amx_tile amx_bf16 amx_int8")))
+    assert not cpu_has_bf16(cpu_flags(cpuinfo("avx2 avx512f avx512_vnni")))
+    assert cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_process_age_counts_from_the_process_start():
+    import subprocess
+    import sys
+    import time
+
+    age = planning.process_seconds()
+    assert age > 0  # this process imported TensorFlow a while ago
+    code = ("import time; time.sleep(1.0); from keras_pose.training.plan import "
+            "process_seconds; print(process_seconds())")
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert 1.0 <= child < 60
+    time.sleep(0.05)
+    assert planning.process_seconds() > age
+
+
+def test_precision_policy():
+    # an explicit choice is kept; the older --mixed-precision switch wins
+    assert precision_policy("fp32", False, True, False, True) == "float32"
+    assert precision_policy("bf16", False, False, False, False) == "mixed_bfloat16"
+    assert precision_policy("fp32", True, False, True, False) == "mixed_float16"
+    assert precision_policy("fp32", True, False, False, False) == "mixed_bfloat16"
+    # auto: float32 unless budgeted, on a bf16 CPU, without GPU, and AUTO_BF16 measured so
+    for gpu, cpu_bf16, budgeted in [(True, True, True), (False, False, True),
+                                    (False, True, False)]:
+        assert precision_policy("auto", False, budgeted, gpu, cpu_bf16) == "float32"
+    expected = "mixed_bfloat16" if planning.AUTO_BF16 else "float32"
+    assert precision_policy("auto", False, True, False, True) == expected
+    with pytest.raises(ValueError, match="--precision"):
+        precision_policy("fp16", False, True, False, True)
+
+
+def test_plan_fits_the_budget_and_scales_with_the_step_time():
+    slow = plan_budget(900, 60, 0.6, 15)
+    fast = plan_budget(900, 60, 0.3, 15)
+    for plan in (slow, fast):
+        assert plan.total_steps == plan.epochs * plan.steps_per_epoch
+        assert 800 < plan.expected_seconds <= 900
+        assert plan.eval_every * planning.EVALUATIONS >= plan.epochs  # evaluations spread out
+    assert 1.9 < fast.total_steps / slow.total_steps < 2.1
+    assert plan_budget(900, 60, 0.6, 15) == slow  # a pure function of what was measured
+    # a few percent of timing noise rarely moves the plan (steps in STEP_QUANTUM units)
+    assert plan_budget(900, 60, 0.601, 15).total_steps == slow.total_steps
+    assert slow.flags() == f"--epochs {slow.epochs} --steps-per-epoch {slow.steps_per_epoch}"
+
+
+def test_plan_with_fixed_epoch_length_and_a_budget_too_small():
+    plan = plan_budget(900, 60, 0.6, 15, steps_per_epoch=184)
+    assert plan.steps_per_epoch == 184 and plan.expected_seconds <= 900
+    tiny = plan_budget(30, 60, 0.6, 15)
+    assert tiny.total_steps >= planning.STEP_QUANTUM // 2 and tiny.epochs >= 1
+    with pytest.raises(ValueError, match="seconds_per_step"):
+        plan_budget(900, 0, 0.0, 15)
+
+
+def fake_gpu(monkeypatch):
+    import tensorflow as tf
+
+    real = tf.config.list_physical_devices
+
+    def devices(kind=None):
+        if kind == "GPU":
+            return [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+        return real(kind)
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", devices)
+
+
+def test_main_job_is_budgeted_and_explicit_epochs_win():
+    from keras_pose.training import TrainConfig
+    from keras_pose.training.trainer import MAIN_JOB_CPU
+
+    main = TrainConfig().resolved()
+    assert main.budgeted and main.time_budget == 900 and main.epochs is None
+    assert main.eval_every is None  # planned
+    assert main.input_size == MAIN_JOB_CPU["input_size"]
+    fixed = TrainConfig(epochs=3).resolved()
+    assert not fixed.budgeted and fixed.time_budget is None and fixed.epochs == 3
+    assert TrainConfig(epochs=3, time_budget="5m").resolved().time_budget is None
+    other = TrainConfig(model="hourglass").resolved()  # another model: 6 epochs, no budget
+    assert not other.budgeted and other.epochs == 6
+    coco = TrainConfig(data_dir="/data/coco", model="cpn50", time_budget="2h").resolved()
+    assert coco.budgeted and coco.time_budget == 7200
+    with pytest.raises(ValueError, match="--time-budget"):
+        TrainConfig(time_budget="soon").resolved()
+    with pytest.raises(ValueError, match="--precision"):
+        TrainConfig(precision="fp16").resolved()
+
+
+def test_with_a_gpu_the_main_job_trains_at_full_size(monkeypatch):
+    from keras_pose.models import build_model
+    from keras_pose.training import TrainConfig
+    from keras_pose.training.plan import gpu_visible
+
+    fake_gpu(monkeypatch)
+    assert gpu_visible()
+    main = TrainConfig().resolved()
+    assert main.budgeted and main.input_size is None  # the family's own input size
+    full = build_model(main.model, compile=False).spec.input_size
+    assert tuple(full) == (256, 192)
+    assert precision_policy("auto", False, True, gpu_visible(), True) == "float32"
+
+
+def tiny_config(tmp_path, **changes):
+    from keras_pose.training import TrainConfig
+
+    config = TrainConfig(model="tiny", input_size=(64, 48), num_train_images=6,
+                         num_val_images=2, batch_size=4, out_dir=str(tmp_path / "run"),
+                         synthetic_dir=str(tmp_path / "synthetic"), export=False,
+                         tensorboard=False, verbose=0, backup_every=0)
+    return dataclasses.replace(config, **changes).resolved()
+
+
+def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, monkeypatch,
+                                                                      capsys, caplog):
+    from keras_pose.training.trainer import execute, prepare
+
+    monkeypatch.setattr(planning, "STEP_QUANTUM", 4)
+    monkeypatch.setattr(planning, "EPOCHS_PER_PLAN", 2)
+    monkeypatch.setattr(planning, "FINISH_SECONDS", 0.0)
+    reference = prepare(tiny_config(tmp_path / "reference", epochs=1))
+    reference.lock.release()
+    run = prepare(tiny_config(tmp_path, time_budget=1))  # far too short: the smallest plan
+    assert "time budget (1 s) is too short" in caplog.text
+    assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
+    assert (run.state.epochs, run.state.steps_per_epoch) == (2, 2)
+    assert run.config.eval_every == 1
+    schedule = run.model.optimizer._learning_rate  # noqa: SLF001
+    assert schedule.total_steps == run.total_steps == 4  # the schedule decays over the plan
+    # the timing steps left no trace: same seed, same initial weights (BatchNorm included)
+    for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+    summary = execute(run)
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    printed = capsys.readouterr().out
+    plan_lines = [line for line in printed.splitlines() if line.startswith("PLAN tiny 64x48")]
+    assert len(plan_lines) == 1 and "4 steps" in plan_lines[0]
+    assert "s/step measured" in plan_lines[0]
+    precision = "bf16" if run.policy == "mixed_bfloat16" else "fp32"
+    assert f"--epochs 2 --steps-per-epoch 2 --seed 0 --precision {precision}" in plan_lines[0]
+    assert summary["plan"]["total_steps"] == summary["global_step"] == 4
+    seconds = [entry["seconds"] for entry in summary["history"]]
+    assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]
+
+    curve = cv2.imread(summary["artifacts"]["learning_curve"])
+    assert curve is not None and curve.shape[:2] == (540, 720)
+    assert curve.std() > 0 and (curve != 255).any(axis=2).mean() > 0.01
+
+
+def test_a_bf16_run_exports_a_float32_copy_with_its_weights(tmp_path):
+    import keras
+
+    from keras_pose.training.trainer import float32_model, prepare
+
+    run = prepare(tiny_config(tmp_path, epochs=1, precision="bf16"))
+    try:
+        assert run.policy == "mixed_bfloat16"
+        copy = float32_model(run, run.model)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # left as it was
+        assert copy is not run.model and copy.compute_dtype == "float32"
+        assert all(layer.compute_dtype == "float32" for layer in copy.layers)
+        for mine, theirs in zip(copy.get_weights(), run.model.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+        crops = np.random.default_rng(0).uniform(-1, 1, (2, 64, 48, 3)).astype("float32")
+        outputs = copy.predict(crops, verbose=0)
+        outputs = outputs if isinstance(outputs, dict) else {"out": outputs}
+        assert all(np.asarray(v).dtype == np.float32 for v in outputs.values())
+    finally:
+        run.lock.release()
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_learning_curve_is_drawn_from_the_history(tmp_path):
+    from keras_pose.training.artifacts import draw_learning_curve
+
+    history = [{"epoch": i + 1, "seconds": 120.0 * (i + 1), "loss": 600.0 / (1 + i)}
+               for i in range(4)]
+    history[1]["val_AP"], history[3]["val_AP"] = 0.1, 0.3
+    image = cv2.imread(draw_learning_curve(history, str(tmp_path / "curve.png")))
+    assert image.shape[:2] == (540, 720)
+    loss_colour = np.all(image == (200, 80, 30), axis=2)
+    ap_colour = np.all(image == (40, 40, 200), axis=2)
+    assert loss_colour[:270].sum() > 200 and loss_colour[270:].sum() == 0
+    assert ap_colour[270:].sum() > 200 and ap_colour[:270].sum() == 0
+    with pytest.raises(ValueError, match="no timed epoch"):
+        draw_learning_curve([{"epoch": 1, "loss": 1.0}], str(tmp_path / "none.png"))
