@@ -45,6 +45,9 @@ def _tf_fused_batch_norm(layer: BatchNorm, inputs, training: bool):
     """``FusedBatchNormV3`` (NHWC) with Keras' epsilon (no 1.001e-5 floor) and update rule."""
     import tensorflow as tf  # only reached on the TensorFlow backend
 
+    # Like Keras, normalise in float32: oneDNN's float32 kernels are also about 2x faster
+    # here than its bfloat16 ones (forward + backward, measured on AVX512-BF16).
+    inputs = tf.cast(inputs, tf.float32)
     channels = inputs.shape[-1]
     gamma = layer.gamma if layer.scale else tf.ones([channels], tf.float32)
     beta = layer.beta if layer.center else tf.zeros([channels], tf.float32)
