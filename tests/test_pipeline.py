@@ -9,15 +9,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_coco_reader import person, random_keypoints, standard_people, write_coco_folder
 
-from keras_pose.data import build_dataset
+from keras_pose.data import build_dataset, evaluation_dataset, training_dataset
 from keras_pose.data.coco import load_coco_records, read_dataset_info
 from keras_pose.data.pipeline import SKIPPED_IMAGES
 from keras_pose.data.targets import make_targets
 from keras_pose.data.transforms import crop_keypoints, eval_crop, invert_matrix, transform_points
 from keras_pose.models.base import PoseModel
 from keras_pose.spec import PoseSpec, megvii_outputs
-from test_coco_reader import person, random_keypoints, standard_people, write_coco_folder
 
 INPUT = (64, 48)
 
@@ -157,6 +157,29 @@ def test_detections_for_evaluation(coco_folder, tmp_path):
     assert meta["annotation_id"].tolist() == [-1] and meta["score"][0] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="return_meta=True"):
         build_dataset(mspn_spec(), *coco_folder, det_file=det_file, return_meta=False)
+
+
+def test_training_and_evaluation_inputs_have_one_structure_each(coco_folder, tmp_path):
+    """The two entry points fix build_dataset's settings: the same batches, one shape each."""
+    spec = mspn_spec()
+    train = training_dataset(spec, *coco_folder, batch_size=4, seed=3)
+    images, targets, weights = train.element_spec
+    assert set(targets) == set(weights) == set(spec.output_names)
+    expected = collect(build_dataset(spec, *coco_folder, batch_size=4, seed=3, training=True))
+    for got, want in zip(collect(train), expected):
+        if isinstance(want, dict):
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name])
+        else:
+            np.testing.assert_array_equal(got, want)
+    evaluation = evaluation_dataset(spec, *coco_folder, batch_size=4)
+    images, meta = collect(evaluation)
+    assert images.shape[0] == 6 and meta["record_index"].tolist() == list(range(6))
+    det_file = tmp_path / "dets.json"
+    det_file.write_text(json.dumps([
+        {"image_id": 2, "category_id": 1, "bbox": [10, 12, 40, 80], "score": 0.7}]))
+    images, meta = collect(evaluation_dataset(spec, *coco_folder, det_file=det_file))
+    assert meta["annotation_id"].tolist() == [-1]
 
 
 def test_shards_partition_the_records(coco_folder):

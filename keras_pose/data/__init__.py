@@ -27,7 +27,9 @@ from keras_pose.data.transforms import (
     warp_image,
 )
 
-_PIPELINE_NAMES = ("build_dataset", "dataset_from_records", "SKIPPED_IMAGES")
+_PIPELINE_NAMES = (
+    "build_dataset", "dataset_from_records", "evaluation_dataset", "training_dataset", "SKIPPED_IMAGES"
+)
 _LAZY_SUBMODULES = ("pipeline", "synthetic")
 
 
@@ -51,6 +53,8 @@ __all__ = [
     "augment_config_for",
     "box_to_center_size",
     "build_dataset",
+    "evaluation_dataset",
+    "training_dataset",
     "crop_matrix",
     "dataset_from_records",
     "invert_matrix",

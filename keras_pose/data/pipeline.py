@@ -28,7 +28,8 @@ import logging
 import os
 import pickle
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 from tensorflow.python.ops import gen_script_ops, script_ops
@@ -91,6 +92,9 @@ def build_dataset(
     workers: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of crops for a pose model, from a COCO-format keypoint file and image folder.
+
+    The general form behind :func:`training_dataset` and :func:`evaluation_dataset`, which
+    fix the training and the evaluation settings and yield one element structure each.
 
     Training (``return_meta=False``) yields ``(images, targets, weights)``:
 
@@ -173,6 +177,53 @@ def build_dataset(
         drop_remainder=training if drop_remainder is None else drop_remainder,
         shard=shard,
         workers=workers,
+    )
+
+
+def training_dataset(
+    model_or_spec: Any,
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    dataset_info: DatasetInfo | None = None,
+    seed: int | None = None,
+    augment: Any = None,
+    repeat: bool | int | None = None,
+    shard: tuple[int, int] | None = None,
+    verify_images: bool = False,
+    workers: int | None = None,
+) -> tf.data.Dataset:
+    """Training input: the family's augmentation, reshuffled every epoch, full batches of
+    ``(images, targets, weights)`` (what ``model.fit`` takes). Arguments as in
+    :func:`build_dataset`."""
+    return build_dataset(
+        model_or_spec, ann_file, image_dir, batch_size=batch_size, training=True,
+        dataset_info=dataset_info, seed=seed, augment=augment, repeat=repeat,
+        return_meta=False, shard=shard, verify_images=verify_images, workers=workers,
+    )
+
+
+def evaluation_dataset(
+    model_or_spec: Any,
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    det_file: str | os.PathLike | None = None,
+    score_threshold: float = 0.0,
+    dataset_info: DatasetInfo | None = None,
+    shard: tuple[int, int] | None = None,
+    verify_images: bool = False,
+    workers: int | None = None,
+) -> tf.data.Dataset:
+    """Evaluation input: plain test-time crops of every person box (ground truth, or
+    ``det_file``'s detections above ``score_threshold``) once, in file order, as
+    ``(images, meta)`` (see :func:`build_dataset` for ``meta``)."""
+    return build_dataset(
+        model_or_spec, ann_file, image_dir, batch_size=batch_size, training=False,
+        det_file=det_file, dataset_info=dataset_info, return_meta=True, shard=shard,
+        score_threshold=score_threshold, verify_images=verify_images, workers=workers,
     )
 
 
