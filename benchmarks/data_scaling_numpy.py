@@ -48,8 +48,8 @@ import_keras_pose_without_keras()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from data_pipeline import write_dataset  # noqa: E402
+
 from keras_pose.data.coco import load_coco_records, read_dataset_info  # noqa: E402
 from keras_pose.data.samples import SampleMaker  # noqa: E402
 from keras_pose.data.transforms import resolve_augment  # noqa: E402

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,7 +71,8 @@ def write_exports(model, folder: str) -> tuple[dict[str, str], dict[str, str]]:
 
     shape = (16, *model.spec.input_size, 3)
     calibration = np.random.default_rng(1).uniform(0, 255, shape).astype("float32")
-    attempt("SavedModel", lambda: export.saved_model(model, os.path.join(folder, "saved_model"), flip_test=False))
+    saved_model_dir = os.path.join(folder, "saved_model")
+    attempt("SavedModel", lambda: export.saved_model(model, saved_model_dir, flip_test=False))
     with export.LiteRTConverter(model) as converter:
         for path_name, quantize in LITERT.items():
             # int8 of random weights calibrated on random crops is only timed here; its accuracy
@@ -81,7 +82,8 @@ def write_exports(model, folder: str) -> tuple[dict[str, str], dict[str, str]]:
                 calibration if q == "int8" else None,
                 require_gpu_compatible=False, check=q != "int8",
             ))  # fmt: skip
-    attempt("ONNX Runtime", lambda: export.onnx(model, os.path.join(folder, "model.onnx"), outputs="final"))
+    onnx_file = os.path.join(folder, "model.onnx")
+    attempt("ONNX Runtime", lambda: export.onnx(model, onnx_file, outputs="final"))
     return files, failures
 
 
@@ -168,7 +170,9 @@ def run_step(step: str, name: str, folder: str, args: argparse.Namespace, env: d
 
 def benchmark(name: str, args: argparse.Namespace) -> dict:
     """Export in one process (system allocator), time in another (this command's allocator)."""
-    system_allocator = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    system_allocator = {
+        k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")
+    }
     with tempfile.TemporaryDirectory(prefix=f"latency_{name}_") as folder:
         result = run_step("export", name, folder, args, system_allocator)
         with open(os.path.join(folder, "files.json"), "w") as f:
@@ -180,19 +184,23 @@ def benchmark(name: str, args: argparse.Namespace) -> dict:
 
 def markdown(results: Sequence[dict], args: argparse.Namespace) -> str:
     lines = [
-        f"Allocator: {results[0]['allocator'] if results else allocator()}; threads: {args.threads}; "
+        f"Allocator: {results[0]['allocator'] if results else allocator()}; "
+        f"threads: {args.threads}; "
         f"{args.runs} rounds after {args.warmup} warm-up rounds; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs.",
         "",
-        "| model | input | GFLOPs | path | median ms | min-max ms | GFLOP/s | size MB | vs predict |",
+        "| model | input | GFLOPs | path | median ms | min-max ms | GFLOP/s | size MB "
+        "| vs predict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         base = r["latency_ms"]["keras predict"]["median"]
         for path in PATHS:
-            head = f"| {r['model']} | {r['input_size'][0]}x{r['input_size'][1]} | {r['gflops']:.2f} | {path} |"
+            height, width = r["input_size"][0], r["input_size"][1]
+            head = f"| {r['model']} | {height}x{width} | {r['gflops']:.2f} | {path} |"
             if path not in r["latency_ms"]:
-                lines.append(f"{head} export failed: {r['failures'].get(path, '?')[:120]} | | | | |")
+                failure = r["failures"].get(path, "?")[:120]
+                lines.append(f"{head} export failed: {failure} | | | | |")
                 continue
             t = r["latency_ms"][path]
             size = r["sizes"].get(path)
@@ -206,7 +214,9 @@ def markdown(results: Sequence[dict], args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cpn50", "2xmspn50", "rsn18", "cpm", "hourglass"])
+    parser.add_argument(
+        "--models", nargs="+", default=["cpn50", "2xmspn50", "rsn18", "cpm", "hourglass"]
+    )
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -219,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.runs < 5:
         parser.error("--runs must be at least 5 (medians of >= 5 runs)")
     if args.step == "export":
-        print(RESULT_PREFIX + json.dumps(export_step(args.models[0], args.folder, args)), flush=True)
+        result = export_step(args.models[0], args.folder, args)
+        print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
     if args.step == "time":
         with open(os.path.join(args.folder, "files.json")) as f:

@@ -87,12 +87,15 @@ def main() -> None:
     print(f"{args.model} b{args.batch} {'bf16' if args.bf16 else 'fp32'}: {wall:.2f} s/step, "
           f"op time {total / 1e6 / args.steps:.2f} s/step (summed over threads)")
     for name, us in rows[: args.top]:
-        print(f"{name:32s} {us / 1e3 / args.steps:9.1f} ms/step {100 * us / total:5.1f}%  x{counts[name] // args.steps}")
+        print(f"{name:32s} {us / 1e3 / args.steps:9.1f} ms/step {100 * us / total:5.1f}%  "
+              f"x{counts[name] // args.steps}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"model": args.model, "batch": args.batch, "bf16": args.bf16,
-                       "step_s": wall, "ops_ms_per_step": {k: v / 1e3 / args.steps for k, v in rows},
-                       "counts_per_step": {k: counts[k] // args.steps for k, _ in rows}}, f, indent=1)
+                       "step_s": wall,
+                       "ops_ms_per_step": {k: v / 1e3 / args.steps for k, v in rows},
+                       "counts_per_step": {k: counts[k] // args.steps for k, _ in rows}},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

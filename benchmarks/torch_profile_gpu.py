@@ -3,12 +3,19 @@ kernel kind (the kinds of ``train_speed_jax.py``, so the two breakdowns compare)
 largest ops. Runs in an environment with PyTorch and MMPose 1.3.2 and the GPU harness' builder
 (``mmpose_models.py`` on ``PYTHONPATH``); ``DEV=cpu`` profiles CPU time instead. See
 ``benchmarks/gpu_run.sh``."""
-import json, os, sys, collections
+import collections
+import json
+import os
+import sys
+
 import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mmpose_models import build
 from train_speed_jax import kernel_kind
-DEV = os.environ.get("DEV", "cuda"); B = int(os.environ.get("B", "64"))
+
+DEV = os.environ.get("DEV", "cuda")
+B = int(os.environ.get("B", "64"))
 name = os.environ.get("PMODEL", "RSN50_256x192")
 torch.backends.cudnn.benchmark = True
 net, (h, w), _ = build(name)
@@ -23,13 +30,20 @@ def step():
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device_type=DEV, dtype=torch.bfloat16):
         loss = sum(((a.float() - b) ** 2).mean() for a, b in zip(flat(net(x)), tg))
-    loss.backward(); opt.step()
-for _ in range(5): step()
-if DEV == "cuda": torch.cuda.synchronize()
-acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if DEV == "cuda" else [])
+    loss.backward()
+    opt.step()
+for _ in range(5):
+    step()
+if DEV == "cuda":
+    torch.cuda.synchronize()
+acts = [torch.profiler.ProfilerActivity.CPU]
+if DEV == "cuda":
+    acts.append(torch.profiler.ProfilerActivity.CUDA)
 with torch.profiler.profile(activities=acts) as prof:
-    for _ in range(3): step()
-    if DEV == "cuda": torch.cuda.synchronize()
+    for _ in range(3):
+        step()
+    if DEV == "cuda":
+        torch.cuda.synchronize()
 per_op = collections.defaultdict(float)
 for e in prof.events():
     t = getattr(e, "device_time", 0) if DEV == "cuda" else e.self_cpu_time_total
@@ -37,11 +51,15 @@ for e in prof.events():
         continue
     per_op[e.name] += t
 per_kind = collections.defaultdict(float)
-for k, v in per_op.items(): per_kind[kernel_kind(k)] += v
+for k, v in per_op.items():
+    per_kind[kernel_kind(k)] += v
 total = sum(per_kind.values()) or 1
-rec = {"impl": "mmpose-torch", "model": name, "batch": B, "device_ms_per_step": round(total / 1e3 / 3, 2),
-       "kinds_pct": {k: round(100 * v / total, 1) for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])},
-       "top_ops_ms": {k[:90]: round(v / 1e3 / 3, 2) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])[:15]}}
+rec = {"impl": "mmpose-torch", "model": name, "batch": B,
+       "device_ms_per_step": round(total / 1e3 / 3, 2),
+       "kinds_pct": {k: round(100 * v / total, 1)
+                     for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])},
+       "top_ops_ms": {k[:90]: round(v / 1e3 / 3, 2)
+                      for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])[:15]}}
 print(json.dumps(rec), flush=True)
 with open(os.path.join(os.environ.get("OUT", "/tmp"), "torch_profile.jsonl"), "a") as f:
     f.write(json.dumps(rec) + "\n")

@@ -47,7 +47,9 @@ def keras_worker(model_name: str, batch: int, precision: str):
     targets, weights = {}, {}
     for output in model.spec.outputs:
         shape = (batch, *model.spec.heatmap_size(output.name), model.spec.num_keypoints)
-        targets[output.name] = (rng.uniform(0, 1, shape) ** 8 * output.codec.peak).astype(np.float32)
+        targets[output.name] = (
+            rng.uniform(0, 1, shape) ** 8 * output.codec.peak
+        ).astype(np.float32)
         weights[output.name] = np.ones((batch, model.spec.num_keypoints), np.float32)
     return lambda: model.train_on_batch(images, targets, weights)
 
@@ -66,7 +68,9 @@ def torch_worker(model_name: str, batch: int, precision: str, refbench: str):
 
     def outputs():
         out = net(x)
-        while isinstance(out, (list, tuple)) and len(out) == 1 and isinstance(out[0], (list, tuple)):
+        while (
+            isinstance(out, (list, tuple)) and len(out) == 1 and isinstance(out[0], (list, tuple))
+        ):
             out = out[0]
         flat = []
         stack = [out]
@@ -132,7 +136,8 @@ def start_workers(args, precision: str) -> list[Worker]:
     workers = []
     for label, tree in trees:
         tree_env = dict(env, PYTHONPATH=os.path.abspath(tree))
-        workers.append(Worker(label, [sys.executable, here, "--worker", "keras", *common], tree_env))
+        command = [sys.executable, here, "--worker", "keras", *common]
+        workers.append(Worker(label, command, tree_env))
     if args.torch_python:
         workers.append(Worker("mmpose", [args.torch_python, here, "--worker", "torch",
                                          "--refbench", args.refbench, *common], env))

@@ -156,7 +156,10 @@ def profile(model, batch, steps: int) -> dict:
     top = sorted(per_op.items(), key=lambda kv: -kv[1])[:15]
     return {
         "device_ms_per_step": round(total / 1e3 / steps, 2),
-        "kinds_pct": {k: round(100 * v / total, 1) for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])},
+        "kinds_pct": {
+            k: round(100 * v / total, 1)
+            for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1])
+        },
         "top_ops_ms": {k: round(v / 1e3 / steps, 2) for k, v in top},
     }
 

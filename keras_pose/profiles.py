@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 # tf-cpn pads crops with this BGR pixel mean, which its normalisation maps to zero.
 CPN_PIXEL_MEAN_BGR = (102.9801, 115.9465, 122.7717)

@@ -16,7 +16,8 @@ Conventions used everywhere in keras-pose:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MEGVII = "megvii"  # cv2.GaussianBlur of a delta, peak 255 (CPN, MSPN, RSN)
 MSRA = "msra"  # analytic Gaussian of a given sigma, peak 1 (CPM, Hourglass)
@@ -54,7 +55,9 @@ class CodecSpec:
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
-            raise ValueError(f"CodecSpec.convention must be one of {CONVENTIONS}, got {self.convention!r}")
+            raise ValueError(
+                f"CodecSpec.convention must be one of {CONVENTIONS}, got {self.convention!r}"
+            )
         if self.type not in (MEGVII, MSRA):
             raise ValueError(f"CodecSpec.type must be '{MEGVII}' or '{MSRA}', got {self.type!r}")
         if self.type == MEGVII and (self.kernel_size < 1 or self.kernel_size % 2 == 0):
@@ -62,7 +65,7 @@ class CodecSpec:
         if self.type == MSRA and self.sigma <= 0:
             raise ValueError(f"MSRA codec needs sigma > 0, got {self.sigma}")
 
-    def with_kernel(self, kernel_size: int) -> "CodecSpec":
+    def with_kernel(self, kernel_size: int) -> CodecSpec:
         return dataclasses.replace(self, kernel_size=kernel_size)
 
     @property
@@ -157,7 +160,7 @@ class PoseSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> "PoseSpec":
+    def from_dict(cls, config: Mapping[str, Any]) -> PoseSpec:
         config = dict(config)
         outputs = tuple(
             OutputSpec(**{**o, "codec": CodecSpec(**o["codec"])}) for o in config.pop("outputs")

@@ -20,7 +20,8 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -169,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               f"count as missed): {', '.join(metrics['skipped_images'][:5])}")
     print(f"{metrics['num_results']} poses on {metrics['num_images']} images "
           f"({metrics['num_boxes']} boxes, nms={metrics['nms']}, "
-          f"flip_test={not args.no_flip and model.spec.flip_test}); results: {metrics['results_file']}")
+          f"flip_test={not args.no_flip and model.spec.flip_test}); "
+          f"results: {metrics['results_file']}")
     if args.metrics_json:
         from keras_pose.utils.atomic import write_json
 

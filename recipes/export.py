@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,7 +38,9 @@ DEFAULT_MODEL = "rsn18"
 def build_parser() -> argparse.ArgumentParser:
     from keras_pose.utils.cli import positive_int
 
-    parser = argparse.ArgumentParser(description="Export a keras-pose model, checked against Keras.")
+    parser = argparse.ArgumentParser(
+        description="Export a keras-pose model, checked against Keras."
+    )
     parser.add_argument("--format", choices=(*FORMATS, "all"), default="saved_model")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", help="build this architecture: a keras_pose.models.MODELS name "
@@ -51,14 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", choices=("float16", "int8"), help="LiteRT quantization")
     parser.add_argument("--calibration", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"),
                         help="COCO data whose box crops calibrate int8")
-    parser.add_argument("--num-calibration", type=positive_int, default=64, help="int8 calibration crops")
+    parser.add_argument("--num-calibration", type=positive_int, default=64,
+                        help="int8 calibration crops")
     parser.add_argument("--decode", action="store_true",
                         help="LiteRT: also output keypoints and scores decoded on the device")
     parser.add_argument("--allow-non-gpu-ops", action="store_true",
                         help="write a .tflite even if an op is outside the GPU delegate's list")
     parser.add_argument("--out", default="savedmodels", help="output folder (default savedmodels)")
     parser.add_argument("--name", help="model name (default: --model, or the model's name)")
-    parser.add_argument("--version", type=positive_int, default=1, help="SavedModel version (default 1)")
+    parser.add_argument("--version", type=positive_int, default=1,
+                        help="SavedModel version (default 1)")
     parser.add_argument("--no-flip-test", "--no-flip", dest="no_flip", action="store_true",
                         help="no flip test in predict_image")
     parser.add_argument("--keypoints-from", metavar="FILE",
@@ -108,8 +112,11 @@ def calibration_data(model, args: argparse.Namespace):
         )
     print("note: calibrating int8 on synthetic people (pass --calibration for real data)")
     folder = tempfile.mkdtemp(prefix="keras_pose_calibration_")
-    paths = make_coco_layout(folder, num_train=1, num_val=max(8, args.num_calibration // 2))["val2017"]
-    return build_dataset(model, paths["annotation_file"], paths["image_dir"], batch_size=8, training=False)
+    num_val = max(8, args.num_calibration // 2)
+    paths = make_coco_layout(folder, num_train=1, num_val=num_val)["val2017"]
+    return build_dataset(
+        model, paths["annotation_file"], paths["image_dir"], batch_size=8, training=False
+    )
 
 
 def flip_indices(model, args: argparse.Namespace):
@@ -139,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = []
     if "saved_model" in formats:
         flip, indices = flip_indices(model, args)
-        written.append(export.saved_model(model, folder, version=args.version, flip_test=flip, flip_indices=indices))
+        written.append(export.saved_model(
+            model, folder, version=args.version, flip_test=flip, flip_indices=indices
+        ))
         written.append(export.add_to_models_config(args.out, name))
     if "litert" in formats:
         suffix = f"-{args.quantize}" if args.quantize else ""

@@ -30,7 +30,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,8 +70,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="extra constructor argument, a json value (e.g. num_stages=3)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=positive_int, help="default: as many samples as the original")
-    optim.add_argument("--steps-per-epoch", type=positive_int, help="default: one pass over the people")
+    optim.add_argument("--epochs", type=positive_int,
+                       help="default: as many samples as the original")
+    optim.add_argument("--steps-per-epoch", type=positive_int,
+                       help="default: one pass over the people")
     optim.add_argument("--batch-size", type=positive_int, help="global batch (crops per step, all "
                                                       "replicas); default 32 per replica")
     optim.add_argument("--lr", type=positive_float, help="base (peak) learning rate")
@@ -110,12 +113,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                           "(without --out: the latest run of --model)")
     out.add_argument("--overwrite", action="store_true",
                      help="delete the run that --out holds and start a new one there")
-    out.add_argument("--backup-every", type=non_negative_int, default=200, help="steps between backups")
+    out.add_argument("--backup-every", type=non_negative_int, default=200,
+                     help="steps between backups")
     out.add_argument("--keep-checkpoints", type=non_negative_int, default=3,
                      help="end-of-epoch .keras files kept (0: all)")
-    out.add_argument("--eval-every", type=non_negative_int, help="epochs between COCO AP evaluations "
-                                                    "(0: only at the end; default 5)")
-    out.add_argument("--eval-max-images", type=positive_int, help="evaluate on the first N images only")
+    out.add_argument("--eval-every", type=non_negative_int,
+                     help="epochs between COCO AP evaluations (0: only at the end; default 5)")
+    out.add_argument("--eval-max-images", type=positive_int,
+                     help="evaluate on the first N images only")
     out.add_argument("--eval-batch-size", type=positive_int, default=32)
     out.add_argument("--no-tensorboard", action="store_true")
     out.add_argument("--no-export", action="store_true", help="skip the SavedModel export")

@@ -73,7 +73,11 @@ class TinyPose(PoseModel):
         merged = ConvBN(width, 3, name="refine")(merged)
         heatmaps = keras.layers.Conv2D(num_keypoints, 1, name="heatmaps")(merged)
         super().__init__(
-            inputs=inputs, outputs={"aux": aux, "heatmaps": heatmaps}, spec=spec, name=name, **kwargs
+            inputs=inputs,
+            outputs={"aux": aux, "heatmaps": heatmaps},
+            spec=spec,
+            name=name,
+            **kwargs,
         )
         self._args = dict(
             input_shape=tuple(input_shape),
@@ -131,7 +135,7 @@ FAMILY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 FAMILIES = tuple(FAMILY_VARIANTS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def family_model(family: str) -> PoseModel:
     """A small variant of ``family`` (seeded, BatchNorm statistics randomised), built once per
     test session and shared by the three export test files (exports do not change a model)."""

@@ -104,7 +104,9 @@ def _reference_code_path(monkeypatch):
     """Keras' own BatchNormalization code and RSB's static slices: the step before the changes."""
     monkeypatch.setattr(BatchNorm, "_fusable", lambda self, inputs, mask: False)
     original_split = rsb.split_channels
-    monkeypatch.setattr(rsb, "split_channels", lambda x, parts, training=None: original_split(x, parts))
+    monkeypatch.setattr(
+        rsb, "split_channels", lambda x, parts, training=None: original_split(x, parts)
+    )
 
 
 def _relative_differences(steps, reference, significant):

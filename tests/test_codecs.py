@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_pose.codecs import MegviiCodec, MSRACodec, codec_from_spec, opencv_sigma
-from keras_pose.codecs import _common, graph
+from keras_pose.codecs import MegviiCodec, MSRACodec, _common, codec_from_spec, graph, opencv_sigma
 from keras_pose.spec import MEGVII, MSRA, CodecSpec
 
 MEGVII_KERNELS = (5, 7, 9, 11, 15, 23)

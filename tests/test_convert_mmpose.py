@@ -9,7 +9,8 @@ Parity (when ``KERAS_POSE_MMPOSE_REF`` names the directory ``tools/mmpose_refere
 and PyTorch can read its files): MMPose's random-weight models' heatmaps and decoded keypoints
 are reproduced::
 
-    KERAS_POSE_MMPOSE_REF=/work/mmpose_ref python -m pytest -s tests/test_convert_mmpose.py -k parity
+    KERAS_POSE_MMPOSE_REF=/work/mmpose_ref \\
+        python -m pytest -s tests/test_convert_mmpose.py -k parity
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SMALL_SHAPES = {"cpm": (32, 32, 3), "hourglass52": (128, 128, 3)}
 MAPPED_IN_CI = ["rsn18", "2xrsn50", "2xmspn50", "cpm", "hourglass52"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_model(name: str):
     return mmpose_graph(name, SMALL_SHAPES.get(name, (64, 32, 3)))
 
@@ -58,7 +59,7 @@ def fixture_keys(name: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v) for k, v in json.load(handle)["keys"].items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def synthetic_state_dict(name: str, seed: int = 0) -> dict[str, np.ndarray]:
     """Random values under every key of MMPose's state dict (treat as read-only)."""
     rng = np.random.default_rng(seed)
@@ -77,7 +78,7 @@ def test_fixtures_cover_every_parity_model():
         assert all(k.startswith(("backbone.", "head.")) for k in keys), name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loaded_model(name: str):
     """The small model with the synthetic state dict loaded: ``(model, count)``."""
     model = mmpose_graph(name, SMALL_SHAPES.get(name, (64, 32, 3)))
@@ -116,17 +117,24 @@ def _variable(model, path):
          "backbone.multi_stage_rsn.0.downsample.layer4.0.downsample.bn.weight"),
         ("2xrsn50", "stage1_layer1_block2/project/conv/kernel",
          "backbone.multi_stage_rsn.0.downsample.layer1.1.conv_bn3.conv.weight"),
-        ("2xrsn50", "stage2_unit4_head_conv2/conv/kernel", "head.predict_layers.7.conv_layers.1.conv.weight"),
-        ("2xmspn50", "stage1_unit4_skip1/conv/kernel", "backbone.multi_stage_mspn.0.upsample.up4.out_skip1.conv.weight"),
-        ("2xmspn50", "stage1_unit4_skip2/bn/beta", "backbone.multi_stage_mspn.0.upsample.up4.out_skip2.bn.bias"),
-        ("2xmspn50", "stage1_unit3_lateral/conv/kernel", "backbone.multi_stage_mspn.0.upsample.up3.in_skip.conv.weight"),
-        ("2xmspn50", "stage1_unit3_up_conv/conv/kernel", "backbone.multi_stage_mspn.0.upsample.up3.up_conv.conv.weight"),
-        ("2xmspn50", "stage1_cross_conv/conv/kernel", "backbone.multi_stage_mspn.0.upsample.up4.cross_conv.conv.weight"),
+        ("2xrsn50", "stage2_unit4_head_conv2/conv/kernel",
+         "head.predict_layers.7.conv_layers.1.conv.weight"),
+        ("2xmspn50", "stage1_unit4_skip1/conv/kernel",
+         "backbone.multi_stage_mspn.0.upsample.up4.out_skip1.conv.weight"),
+        ("2xmspn50", "stage1_unit4_skip2/bn/beta",
+         "backbone.multi_stage_mspn.0.upsample.up4.out_skip2.bn.bias"),
+        ("2xmspn50", "stage1_unit3_lateral/conv/kernel",
+         "backbone.multi_stage_mspn.0.upsample.up3.in_skip.conv.weight"),
+        ("2xmspn50", "stage1_unit3_up_conv/conv/kernel",
+         "backbone.multi_stage_mspn.0.upsample.up3.up_conv.conv.weight"),
+        ("2xmspn50", "stage1_cross_conv/conv/kernel",
+         "backbone.multi_stage_mspn.0.upsample.up4.cross_conv.conv.weight"),
         ("2xmspn50", "stage2_layer1_block2/conv1/bn/moving_mean",
          "backbone.multi_stage_mspn.1.downsample.layer1.1.bn1.running_mean"),
         ("2xmspn50", "stage2_layer1_block2/conv2/bn/moving_mean",
          "backbone.multi_stage_mspn.1.downsample.layer1.1.bn2.running_mean"),
-        ("2xmspn50", "stage2_unit1_head_conv1/conv/kernel", "head.predict_layers.4.conv_layers.0.conv.weight"),
+        ("2xmspn50", "stage2_unit1_head_conv1/conv/kernel",
+         "head.predict_layers.4.conv_layers.0.conv.weight"),
         ("cpm", "conv5_stage1/conv/kernel", "backbone.stem.7.conv.weight"),
         ("cpm", "conv2_stage2/conv/kernel", "backbone.middle.2.conv.weight"),
         ("cpm", "conv4_stage3/bn/gamma", "backbone.middle_conv.1.0.bn.weight"),
@@ -169,11 +177,12 @@ def test_mismatches_are_all_listed_and_nothing_is_written():
     assert message.startswith("broken.pth: 3 problem(s)")
     assert "'head.predict_layers.0.conv_layers.0.bn.running_mean'" in message
     assert "'head.extra.weight' (4, 4) matches no model variable" in message
-    assert "'backbone.top.top.0.conv.weight' (64, 3, 3, 3)" in message and "(7, 7, 3, 64)" in message
+    assert "'backbone.top.top.0.conv.weight' (64, 3, 3, 3)" in message
+    assert "(7, 7, 3, 64)" in message
     np.testing.assert_array_equal(np.asarray(_variable(model, "stem_conv/conv/kernel")), before)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def original_mspn():
     return MSPNModel(num_stages=1, input_shape=(64, 32, 3))  # variant="original": convs with biases
 
@@ -226,7 +235,9 @@ def test_recipe_converts_a_state_dict_file(tmp_path):
     np.testing.assert_array_equal(np.asarray(_variable(model, "stem_conv/conv/kernel")), expected)
     restored = keras.saving.load_model(str(whole), compile=False)
     assert restored.spec == model.spec and restored.spec.channel_order == "RGB"
-    np.testing.assert_array_equal(np.asarray(_variable(restored, "stem_conv/conv/kernel")), expected)
+    np.testing.assert_array_equal(
+        np.asarray(_variable(restored, "stem_conv/conv/kernel")), expected
+    )
 
 
 def test_recipe_reports_unmatched_keys(tmp_path, capsys):
@@ -261,8 +272,9 @@ FULL_SHAPES = {"hourglass52": (256, 256, 3)}
 def reference_files(name: str) -> tuple[str, str]:
     """The state dict (``{name}_state.npz``, or ``{name}.pth`` read with PyTorch) and outputs."""
     if not REFERENCE_DIR:
-        pytest.skip("MMPose parity needs KERAS_POSE_MMPOSE_REF (files of tools/mmpose_reference.py, "
-                    "run where mmpose 1.3.2 is installed; CI has no mmpose)")
+        pytest.skip("MMPose parity needs KERAS_POSE_MMPOSE_REF (files of "
+                    "tools/mmpose_reference.py, run where mmpose 1.3.2 is installed; "
+                    "CI has no mmpose)")
     npz = os.path.join(REFERENCE_DIR, f"{name}.npz")
     state = os.path.join(REFERENCE_DIR, f"{name}_state.npz")
     pth = os.path.join(REFERENCE_DIR, f"{name}.pth")

@@ -4,7 +4,8 @@ where its name says, and the Keras model matches an independent raw-TF re-implem
 tf-cpn's graph run on the checkpoint's tensors.
 
 The original graph itself (tf-cpn's network.py on tf_slim) is not available here; the reference
-below is written from tf-cpn's source structure (``docs/provenance.md#cpn``, ``#tfcpn-graph``), not from our model."""
+below is written from tf-cpn's source structure (``docs/provenance.md#cpn``, ``#tfcpn-graph``),
+not from our model."""
 
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def tfcpn_r50_variables() -> list[tuple[str, tuple[int, ...]]]:
 
 def _conv_bn_vars(scope, k, cin, cout):
     rows = [(f"{scope}/weights", (k, k, cin, cout))]
-    rows += [(f"{scope}/BatchNorm/{p}", (cout,)) for p in ("gamma", "beta", "moving_mean", "moving_variance")]
+    rows += [
+        (f"{scope}/BatchNorm/{p}", (cout,))
+        for p in ("gamma", "beta", "moving_mean", "moving_variance")
+    ]
     return rows
 
 
@@ -66,7 +70,10 @@ def _variables_from_scheme(depth_units=UNITS_R50, depth=50, k=17):
     for level, c in ((5, 2048), (4, 1024), (3, 512), (2, 256)):
         rows += _conv_bn_vars(f"lateral/res{level}", 1, c, 256)
         if level != 5:
-            rows += [(f"merge/res{level}/weights", (1, 1, 256, 256)), (f"merge/res{level}/biases", (256,))]
+            rows += [
+                (f"merge/res{level}/weights", (1, 1, 256, 256)),
+                (f"merge/res{level}/biases", (256,)),
+            ]
         rows += _conv_bn_vars(f"tmp/res{level}", 1, 256, 256)
         rows += _conv_bn_vars(f"pyramid/res{level}", 3, 256, k)
     for level in (3, 4, 5):
@@ -149,9 +156,12 @@ def test_every_variable_used_once(loaded, checkpoint):
     "keras_path, tf_name",
     [
         ("conv1/conv/kernel", "resnet_v1_50/conv1/weights"),
-        ("block2_unit_1/conv2/bn/gamma", "resnet_v1_50/block2/unit_1/bottleneck_v1/conv2/BatchNorm/gamma"),
-        ("block3_unit_6/conv3/bn/moving_variance", "resnet_v1_50/block3/unit_6/bottleneck_v1/conv3/BatchNorm/moving_variance"),
-        ("block4_unit_1/shortcut/conv/kernel", "resnet_v1_50/block4/unit_1/bottleneck_v1/shortcut/weights"),
+        ("block2_unit_1/conv2/bn/gamma",
+         "resnet_v1_50/block2/unit_1/bottleneck_v1/conv2/BatchNorm/gamma"),
+        ("block3_unit_6/conv3/bn/moving_variance",
+         "resnet_v1_50/block3/unit_6/bottleneck_v1/conv3/BatchNorm/moving_variance"),
+        ("block4_unit_1/shortcut/conv/kernel",
+         "resnet_v1_50/block4/unit_1/bottleneck_v1/shortcut/weights"),
         ("lateral_res5/bn/beta", "lateral/res5/BatchNorm/beta"),
         ("merge_res3/kernel", "merge/res3/weights"),
         ("merge_res2/bias", "merge/res2/biases"),
@@ -177,7 +187,8 @@ def test_every_value_is_distinct_and_placed(loaded, checkpoint):
     fingerprints = {}
     for name, value in values.items():
         if value.size > 1:
-            fingerprints.setdefault((value.shape, float(value.ravel()[0]), float(value.ravel()[-1])), []).append(name)
+            fingerprint = (value.shape, float(value.ravel()[0]), float(value.ravel()[-1]))
+            fingerprints.setdefault(fingerprint, []).append(name)
     placed = 0
     for variable in model.weights:
         array = np.asarray(variable)
@@ -205,7 +216,12 @@ def _conv(x, t, scope, stride=1, bn=True, relu=True):
     if bn:
         b = f"{scope}/BatchNorm"
         y = tf.nn.batch_normalization(
-            y, t[f"{b}/moving_mean"], t[f"{b}/moving_variance"], t[f"{b}/beta"], t[f"{b}/gamma"], EPS
+            y,
+            t[f"{b}/moving_mean"],
+            t[f"{b}/moving_variance"],
+            t[f"{b}/beta"],
+            t[f"{b}/gamma"],
+            EPS,
         )
     return tf.nn.relu(y) if relu else y
 
@@ -234,7 +250,8 @@ def tfcpn_reference(t, image_bgr, units=UNITS_R50, depth=50):
     for block, count in enumerate(units, 1):
         for unit in range(1, count + 1):
             stride = 2 if block > 1 and unit == 1 else 1
-            x = _bottleneck(x, t, f"resnet_v1_{depth}/block{block}/unit_{unit}/bottleneck_v1", stride)
+            scope = f"resnet_v1_{depth}/block{block}/unit_{unit}/bottleneck_v1"
+            x = _bottleneck(x, t, scope, stride)
         features.append(x)
     out_size = (image_bgr.shape[1] // 4, image_bgr.shape[2] // 4)
     global_fms, global_outs, last = [], [], None
@@ -267,7 +284,7 @@ def test_outputs_match_independent_tf_reference(loaded, checkpoint):
     image = np.random.default_rng(1).uniform(0, 255, (2, *INPUT_SHAPE)).astype(np.float32)
     global_outs, refine_out = tfcpn_reference(values, image)
     outputs = model(image, training=False)
-    pairs = [(f"global_c{l}", g) for l, g in zip((2, 3, 4, 5), global_outs)]
+    pairs = [(f"global_c{level}", g) for level, g in zip((2, 3, 4, 5), global_outs)]
     pairs.append(("heatmaps", refine_out))
     for name, reference in pairs:
         got = np.asarray(outputs[name])
@@ -323,7 +340,8 @@ def test_recipe_writes_weights_that_load(checkpoint, loaded, tmp_path):
     prefix, values = checkpoint
     out = tmp_path / "cpn50.weights.h5"
     recipe = load_recipe("convert_tfcpn")
-    assert recipe.main([prefix, "--model", "cpn50", "--input-size", "64", "48", "--out", str(out)]) == 0
+    argv = [prefix, "--model", "cpn50", "--input-size", "64", "48", "--out", str(out)]
+    assert recipe.main(argv) == 0
     model, _ = loaded
     model.load_weights(str(out))  # same graph: loading back changes nothing
     kernel = np.asarray(model.get_layer("heatmaps").conv.kernel)

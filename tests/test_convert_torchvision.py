@@ -25,9 +25,8 @@ BN_EPS = 1.001e-5
 def torchvision_resnet_keys(units=(3, 4, 6, 3)) -> dict[str, tuple[int, ...]]:
     """torchvision ``resnet50().state_dict()`` names and shapes (Bottleneck, expansion 4)."""
     def bn(prefix, c):
-        return {f"{prefix}.{p}": (c,) for p in ("weight", "bias", "running_mean", "running_var")} | {
-            f"{prefix}.num_batches_tracked": ()
-        }
+        params = ("weight", "bias", "running_mean", "running_var")
+        return {f"{prefix}.{p}": (c,) for p in params} | {f"{prefix}.num_batches_tracked": ()}
 
     keys = {"conv1.weight": (64, 3, 7, 7), **bn("bn1", 64)}
     inplanes = 64
@@ -49,7 +48,7 @@ def torchvision_resnet_keys(units=(3, 4, 6, 3)) -> dict[str, tuple[int, ...]]:
     return keys
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def state_dict() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     values = {}
@@ -63,7 +62,7 @@ def state_dict() -> dict[str, np.ndarray]:
     return values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loaded(tmp_dir: str) -> tuple[CPNModel, int, np.ndarray]:
     path = f"{tmp_dir}/resnet50_torchvision.npz"
     np.savez(path, **state_dict())
@@ -83,7 +82,9 @@ def test_every_trunk_variable_takes_one_tensor(cpn):
     tensors = [k for k in state_dict() if not k.startswith("fc.") and "num_batches" not in k]
     assert count == len(trunk) == len(tensors) == 265
     # GlobalNet / RefineNet keep their own initialisation
-    np.testing.assert_array_equal(np.asarray(model.get_layer("lateral_res5").conv.kernel), lateral_before)
+    np.testing.assert_array_equal(
+        np.asarray(model.get_layer("lateral_res5").conv.kernel), lateral_before
+    )
 
 
 @pytest.mark.parametrize(

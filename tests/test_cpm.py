@@ -100,7 +100,8 @@ def test_spec_and_preprocessing():
     assert spec.output_names == ["stage1", "heatmaps"]
     for output in spec.outputs:
         assert output.stride == 8 and output.loss == "mse" and output.loss_weight == 1.0
-        assert output.codec.type == "msra" and output.codec.peak == 1.0 and not output.codec.flip_shift
+        assert output.codec.type == "msra" and output.codec.peak == 1.0
+        assert not output.codec.flip_shift
         assert output.codec.sigma == pytest.approx(7 / 8)
         assert output.target_min_visibility == 1 and output.weight_min_visibility == 1
     normalize = keras.Model(model.inputs, model.get_layer("normalize").output)

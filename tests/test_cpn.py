@@ -20,18 +20,18 @@ SMALL = (128, 96, 3)
 GLOBAL_NAMES = ["global_c2", "global_c3", "global_c4", "global_c5"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_cpn50() -> CPNModel:
     """CPN-50 at 128x96 (every layer of the full model, a quarter of its pixels)."""
     return CPN50(input_shape=SMALL)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def full_cpn50() -> CPNModel:
     return CPN50(compile=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_cpn18() -> CPNModel:
     """The smallest CPN (ResNet-18 trunk, 64x48, 5 keypoints) with non-default BN constants."""
     return CPNModel(
@@ -50,15 +50,17 @@ def batch_norms(model):
 
 
 def test_cpn50_parameters_equal_the_tf_cpn_graph():
-    # docs/provenance.md#tfcpn-graph: the tf-cpn res50 256x192 graph has 27,009,770 trainable parameters;
-    # its 446 variables (tfcpn_res50_variables.tsv) hold 27,074,836 values with BN statistics.
+    # docs/provenance.md#tfcpn-graph: the tf-cpn res50 256x192 graph has 27,009,770 trainable
+    # parameters; its 446 variables (tfcpn_res50_variables.tsv) hold 27,074,836 values with BN
+    # statistics.
     model = full_cpn50()
     assert trainable_params(model) == 27_009_770
     assert all_params(model) == 27_074_836
 
 
 def test_cpn101_parameters():
-    # ResNet-101 adds 17 bottleneck units of width 1024 to block3 (docs/provenance.md#counts: 46.0M).
+    # ResNet-101 adds 17 bottleneck units of width 1024 to block3
+    # (docs/provenance.md#counts: 46.0M).
     model = CPN101(compile=False)
     unit = 2 * (1024 * 256) + 9 * 256 * 256 + 2 * (2 * 256) + 2 * 1024
     assert trainable_params(model) == 27_009_770 + 17 * unit

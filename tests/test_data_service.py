@@ -11,13 +11,13 @@ import sys
 import keras
 import numpy as np
 import pytest
+from test_pipeline import INPUT, TinyPose, write_dot_people
+from test_pipeline_workers import children_of
 
 from keras_pose.data.coco import load_coco_records, read_dataset_info
 from keras_pose.data.service import PROCESSING_MODE, distribute, start_dispatcher
 from keras_pose.spec import PoseSpec, megvii_outputs
 from keras_pose.training.data import TrainingInput
-from test_pipeline import INPUT, TinyPose, write_dot_people
-from test_pipeline_workers import children_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

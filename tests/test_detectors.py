@@ -153,7 +153,9 @@ def test_tf_object_detection_api_saved_model(tmp_path):
     import tensorflow as tf
 
     class Detector(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec((1, None, None, 3), tf.uint8, name="input_tensor")])
+        @tf.function(
+            input_signature=[tf.TensorSpec((1, None, None, 3), tf.uint8, name="input_tensor")]
+        )
         def __call__(self, images):
             shape = tf.cast(tf.shape(images), tf.float32)
             boxes = tf.constant([[[0.1, 0.2, 0.5, 0.4],  # person: ymin, xmin, ymax, xmax
@@ -168,7 +170,9 @@ def test_tf_object_detection_api_saved_model(tmp_path):
             }
 
     module = Detector()
-    tf.saved_model.save(module, str(tmp_path / "ssd"), signatures={"serving_default": module.__call__})
+    tf.saved_model.save(
+        module, str(tmp_path / "ssd"), signatures={"serving_default": module.__call__}
+    )
     detector = load_detector(tmp_path / "ssd", score_threshold=0.3)
     assert isinstance(detector, SavedModelDetector)
     boxes, scores = detector(IMAGE)

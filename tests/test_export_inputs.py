@@ -60,7 +60,8 @@ def test_wrong_crops_are_named_in_the_graph(graph, model):
     h, w = model.spec.input_size
     for crops in (tf.zeros((2, h, w, 1)), tf.zeros((2, h + 4, w, 3)), tf.zeros((h, w, 3))):
         with pytest.raises(tf.errors.InvalidArgumentError,
-                           match=f"serving_default input .?.image.?.? must be \\(N, {h}, {w}, 3\\)"):
+                           match="serving_default input .?.image.?.? "
+                                 f"must be \\(N, {h}, {w}, 3\\)"):
             graph.check_crops(crops)
     assert graph.check_crops(tf.zeros((2, h, w, 3))).shape == (2, h, w, 3)
 
@@ -70,7 +71,8 @@ def test_batched_or_grey_image_and_bad_box_shapes_are_named(graph):
     for bad in (tf.zeros((2, 90, 120, 3), tf.uint8), tf.zeros((90, 120, 1), tf.uint8),
                 tf.zeros((0, 120, 3), tf.uint8)):
         with pytest.raises(tf.errors.InvalidArgumentError,
-                           match="predict_image input .?.image.?.? must be one \\(height, width, 3\\)"):
+                           match="predict_image input .?.image.?.? "
+                                 "must be one \\(height, width, 3\\)"):
             graph.check_image_and_boxes(bad, boxes)
     for bad in (tf.zeros((1, 5)), tf.zeros((4,))):
         with pytest.raises(tf.errors.InvalidArgumentError,

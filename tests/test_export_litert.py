@@ -174,7 +174,9 @@ def family_files(tmp_path_factory):
             calibration = random_crops(model, batch=4, seed=2)
             with LiteRTConverter(model) as converter:
                 files = {
-                    q: converter.write(folder / f"{q}.tflite", q, calibration, require_gpu_compatible=False)
+                    q: converter.write(
+                        folder / f"{q}.tflite", q, calibration, require_gpu_compatible=False
+                    )
                     for q in (None, "float16", "int8")
                 }
             cache[family] = model, files

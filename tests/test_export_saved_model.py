@@ -16,8 +16,13 @@ import tensorflow as tf
 from export_checks import FAMILIES, family_model, random_crops, tiny_model
 
 from keras_pose.codecs import codec_from_spec, flip_heatmaps, flip_images
-from keras_pose.data.transforms import border_value_for, eval_crop, invert_matrix
-from keras_pose.data.transforms import transform_points, warp_image
+from keras_pose.data.transforms import (
+    border_value_for,
+    eval_crop,
+    invert_matrix,
+    transform_points,
+    warp_image,
+)
 from keras_pose.export import (
     ExportParityError,
     models_config,
@@ -51,7 +56,9 @@ def reference_predict_image(model, image_rgb, boxes, flip):
         shift = spec.final.codec.flip_shift
         heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, FLIP_INDICES, shift=shift))
     keypoints, scores = decode(model, heatmaps)
-    keypoints = np.stack([transform_points(k, invert_matrix(d.matrix)) for k, d in zip(keypoints, draws)])
+    keypoints = np.stack(
+        [transform_points(k, invert_matrix(d.matrix)) for k, d in zip(keypoints, draws)]
+    )
     return keypoints, scores
 
 
@@ -103,7 +110,8 @@ def test_fresh_process_and_saved_model_cli(exported, tmp_path):
         import numpy as np, tensorflow as tf
         loaded = tf.saved_model.load({path!r})
         assert sorted(loaded.signatures) == ["predict_image", "serving_default"]
-        crops = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / "crops.npy")!r})))
+        crops_in = np.load({str(tmp_path / "crops.npy")!r})
+        crops = loaded.signatures["serving_default"](image=tf.constant(crops_in))
         image = loaded.signatures["predict_image"](
             image=tf.constant(np.load({str(tmp_path / "image.npy")!r})),
             boxes=tf.constant(np.load({str(tmp_path / "boxes.npy")!r})))
@@ -133,11 +141,16 @@ def test_fresh_process_and_saved_model_cli(exported, tmp_path):
     for signature, inputs in runs.items():
         outdir = tmp_path / signature
         command = [cli, "run", "--dir", path, "--tag_set", "serve",
-                   "--signature_def", signature, "--inputs", inputs, "--outdir", str(outdir)]  # fmt: skip
+                   "--signature_def", signature, "--inputs", inputs,
+                   "--outdir", str(outdir)]  # fmt: skip
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]
-    np.testing.assert_allclose(np.load(tmp_path / "serving_default" / "keypoints.npy"), keypoints, atol=1e-3)
-    np.testing.assert_allclose(np.load(tmp_path / "predict_image" / "keypoints.npy"), image_keypoints, atol=2e-3)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "serving_default" / "keypoints.npy"), keypoints, atol=1e-3
+    )
+    np.testing.assert_allclose(
+        np.load(tmp_path / "predict_image" / "keypoints.npy"), image_keypoints, atol=2e-3
+    )
 
 
 def test_rest_request_and_response_follow_the_signature_def(exported):
@@ -156,12 +169,14 @@ def test_rest_request_and_response_follow_the_signature_def(exported):
         tensors = {}
         for name, (dtype, shape) in defs[signature]["inputs"].items():
             value = np.asarray(body["inputs"][name])
-            assert len(value.shape) == len(shape) and all(s in (-1, v) for s, v in zip(shape, value.shape)), name
+            assert len(value.shape) == len(shape), name
+            assert all(s in (-1, v) for s, v in zip(shape, value.shape)), name
             cast = value.astype(dtype)
             assert np.array_equal(cast, value), f"{name} does not fit {dtype}"
             tensors[name] = tf.constant(cast)
         outputs = loaded.signatures[signature](**tensors)
-        response = json.loads(json.dumps({"outputs": {k: v.numpy().tolist() for k, v in outputs.items()}}))
+        body_out = {"outputs": {k: v.numpy().tolist() for k, v in outputs.items()}}
+        response = json.loads(json.dumps(body_out))
         assert set(response["outputs"]) == set(defs[signature]["outputs"])
         for name, (_, shape) in defs[signature]["outputs"].items():
             got = np.asarray(response["outputs"][name]).shape
@@ -185,10 +200,16 @@ def test_predict_image_flip_codecs_and_channel_orders(tmp_path, codec):
         expected = reference_predict_image(model, image, boxes, flip=flip)
         pixels = np.ascontiguousarray(image[..., ::-1]) if order == "BGR" else image
         path = saved_model(
-            model, tmp_path / f"{flip}{order}", flip_test=flip, flip_indices=FLIP_INDICES, image_channel_order=order
+            model,
+            tmp_path / f"{flip}{order}",
+            flip_test=flip,
+            flip_indices=FLIP_INDICES,
+            image_channel_order=order,
         )
         loaded = tf.saved_model.load(path)
-        out = loaded.signatures["predict_image"](image=tf.constant(pixels), boxes=tf.constant(boxes))
+        out = loaded.signatures["predict_image"](
+            image=tf.constant(pixels), boxes=tf.constant(boxes)
+        )
         np.testing.assert_allclose(out["keypoints"].numpy(), expected[0], atol=2e-3)
         np.testing.assert_allclose(out["scores"].numpy(), expected[1], atol=1e-4)
 
@@ -268,7 +289,8 @@ def test_recipe_int8_with_synthetic_calibration_and_built_models(tmp_path):
     argv = ["--format", "litert", "--keras", str(keras_file), "--out", str(tmp_path / "out"),
             "--name", "tiny", "--quantize", "int8", "--num-calibration", "8"]  # fmt: skip
     assert recipe.main(argv) == 0
-    ops = {op.name for op in tflite_ops_used((tmp_path / "out" / "tiny" / "tiny-int8.tflite").read_bytes())}
+    content = (tmp_path / "out" / "tiny" / "tiny-int8.tflite").read_bytes()
+    ops = {op.name for op in tflite_ops_used(content)}
     assert {"QUANTIZE", "DEQUANTIZE", "CONV_2D"} <= ops
 
     parser = recipe.build_parser()

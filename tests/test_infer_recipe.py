@@ -19,7 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def recipe():
-    spec = importlib.util.spec_from_file_location("infer", os.path.join(REPO, "recipes", "infer.py"))
+    spec = importlib.util.spec_from_file_location(
+        "infer", os.path.join(REPO, "recipes", "infer.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

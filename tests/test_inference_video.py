@@ -96,7 +96,9 @@ def test_keypoints_follow_the_people(tiny, video, video_file, detections):
             shift = video.boxes[result.frame.index, person, :2] - video.boxes[0, person, :2]
             moved = np.median(result.keypoints[i, :, :2] - start[person], axis=0)
             # within one heatmap cell (in image pixels) of the person's move of up to 27 px
-            assert np.abs(moved - shift).max() <= cells[i], (result.frame.index, person, moved, shift)
+            assert np.abs(moved - shift).max() <= cells[i], (
+                result.frame.index, person, moved, shift
+            )
 
 
 def test_broken_video_frames_are_skipped_and_counted(tiny, video_file, detections, monkeypatch):

@@ -46,9 +46,11 @@ def test_keypoint_info_file(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "hand.json: keypoint info file is not valid json"),
-    (json.dumps({**HAND, "flip_pairs": [["LeftTip", "Pinky"]]}), "hand.json.*'Pinky', not a keypoint"),
+    (json.dumps({**HAND, "flip_pairs": [["LeftTip", "Pinky"]]}),
+     "hand.json.*'Pinky', not a keypoint"),
     (json.dumps({**HAND, "sigmas": [0.03]}), "hand.json.*1 sigmas for 4 keypoints"),
-    (json.dumps({"flip_pairs": []}), "hand.json: a keypoint info file is an object with 'keypoints'"),
+    (json.dumps({"flip_pairs": []}),
+     "hand.json: a keypoint info file is an object with 'keypoints'"),
 ])
 def test_bad_keypoint_info_files_name_the_file_and_problem(tmp_path, content, message):
     path = tmp_path / "hand.json"

@@ -11,7 +11,8 @@ from keras_pose.spec import CodecSpec, OutputSpec
 def _maps(values):
     """(N, K) per-keypoint values -> (N, 2, 2, K) heatmaps whose every pixel holds the value."""
     values = np.asarray(values, np.float32)
-    return np.broadcast_to(values[:, None, None, :], (values.shape[0], 2, 2, values.shape[1])).copy()
+    shape = (values.shape[0], 2, 2, values.shape[1])
+    return np.broadcast_to(values[:, None, None, :], shape).copy()
 
 
 def test_ohkm_equals_hand_computation():
@@ -38,7 +39,9 @@ def test_keypoint_mse_is_weighted_mean_over_everything():
     rng = np.random.default_rng(0)
     y_true = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
     y_pred = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
-    assert float(KeypointMSE()(y_true, y_pred)) == pytest.approx(np.mean((y_true - y_pred) ** 2), 1e-5)
+    assert float(KeypointMSE()(y_true, y_pred)) == pytest.approx(
+        np.mean((y_true - y_pred) ** 2), 1e-5
+    )
     weights = (rng.uniform(size=(3, 6)) > 0.5).astype(np.float32)
     expected = np.mean(np.mean((y_true - y_pred) ** 2, axis=(1, 2)) * weights)
     got = KeypointMSE()(y_true, y_pred, sample_weight=weights)

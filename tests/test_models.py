@@ -18,8 +18,8 @@ import keras
 import pytest
 from model_checks import (
     build_small,
-    check_jax_backend,
     check_config_roundtrip,
+    check_jax_backend,
     check_keras_roundtrip,
     check_output_structure,
     check_outputs,

@@ -78,9 +78,9 @@ def check_parameter_counts(counts: dict[str, int], mmpose: int, original: float)
 
 def check_bn_and_bias(model: keras.Model, epsilon: float, momentum: float) -> None:
     layers = list(model._flatten_layers(include_self=False, recursive=True))
-    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
     conv_types = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
-    convs = [l for l in layers if isinstance(l, conv_types)]
+    convs = [layer for layer in layers if isinstance(layer, conv_types)]
     assert bns and convs and len(bns) == len(convs)  # every conv is followed by a BN
     assert {(bn.epsilon, bn.momentum) for bn in bns} == {(epsilon, momentum)}
     assert all(conv.use_bias for conv in convs)

@@ -10,14 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from test_coco_reader import standard_people, write_coco_folder
+from test_pipeline import collect, cpn_spec, mspn_spec
 
 from keras_pose.data import build_dataset
 from keras_pose.data.coco import load_coco_records, read_dataset_info
 from keras_pose.data.samples import SampleMaker
 from keras_pose.data.transforms import resolve_augment
 from keras_pose.data.workers import _BOOTSTRAP, WorkerDiedError, WorkerPool
-from test_coco_reader import standard_people, write_coco_folder
-from test_pipeline import collect, cpn_spec, mspn_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -151,6 +151,8 @@ def test_litert_on_device_decode_of_mmpose_variants(tmp_path, codec):
     assert problems == [] if codec == "msra" else (len(problems) == 1 and "DIV" in problems[0])
     crops = np.random.default_rng(6).uniform(0, 255, (2, *model.spec.input_size, 3))
     out = LiteRTRunner(path)(crops.astype(np.float32))
-    decoder = codec_from_spec(model.spec.final.codec, model.spec.input_size, model.spec.final.stride)
+    decoder = codec_from_spec(
+        model.spec.final.codec, model.spec.input_size, model.spec.final.stride
+    )
     keypoints, _ = decoder.decode(out["heatmaps"])
     np.testing.assert_allclose(out["keypoints"], keypoints, atol=1e-3)

@@ -11,7 +11,6 @@ import re
 
 import keras
 import pytest
-
 from model_checks import build_small
 
 import keras_pose

@@ -16,7 +16,7 @@ TRUNK_PARAMS = {18: 11_689_512 - 513_000, 50: 25_557_032 - 2_049_000, 101: 44_54
 WIDTHS = {18: (64, 128, 256, 512), 50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trunk(depth):
     """The trunk on 96x64 inputs, built once per test session."""
     inputs = keras.Input((96, 64, 3))
@@ -40,7 +40,8 @@ def test_features_strides_widths_and_params(depth):
 
 
 def test_resnet50_trunk_matches_tf_cpn_backbone():
-    # docs/provenance.md#tfcpn-graph: the tf-cpn graph's backbone has 23,508,032 trainable parameters.
+    # docs/provenance.md#tfcpn-graph: the tf-cpn graph's backbone has 23,508,032 trainable
+    # parameters.
     assert TRUNK_PARAMS[50] == 23_508_032
     model = trunk(50)
     assert trainable(model) == 23_508_032

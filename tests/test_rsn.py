@@ -58,7 +58,9 @@ def test_prm_adds_its_own_parameters_only(rsn_counts):
 
 @pytest.fixture(scope="module")
 def small_rsn():
-    return RSNModel(depth=18, use_prm=True, input_shape=SMALL_INPUT, bn_epsilon=1e-3, bn_momentum=0.99)
+    return RSNModel(
+        depth=18, use_prm=True, input_shape=SMALL_INPUT, bn_epsilon=1e-3, bn_momentum=0.99
+    )
 
 
 def test_outputs_and_prm_at_the_output_end(small_rsn):
@@ -74,11 +76,15 @@ def test_outputs_and_prm_at_the_output_end(small_rsn):
     np.testing.assert_allclose(
         np.asarray(outputs["heatmaps"]), np.asarray(prm(unrefined, training=False)), atol=1e-4
     )
-    assert sum(isinstance(l, PoseRefineMachine) for l in small_rsn.layers) == 1
+    assert sum(isinstance(layer, PoseRefineMachine) for layer in small_rsn.layers) == 1
 
 
 def test_rsb_widths_strides_and_bn_constants(small_rsn):
-    blocks = [small_rsn.get_layer(f"stage1_layer{l}_block{b}") for l in range(1, 5) for b in (1, 2)]
+    blocks = [
+        small_rsn.get_layer(f"stage1_layer{layer}_block{b}")
+        for layer in range(1, 5)
+        for b in (1, 2)
+    ]
     assert all(isinstance(block, ResidualStepsBlock) for block in blocks)
     assert [block.branch_filters for block in blocks] == [26, 26, 26, 52, 52, 104, 104, 208]
     assert [block.filters for block in blocks] == [64, 64, 128, 128, 256, 256, 512, 512]

@@ -11,7 +11,9 @@ from keras_pose.spec import CodecSpec, OutputSpec, PoseSpec, megvii_outputs
 
 def _spec(**overrides):
     outputs = megvii_outputs(["a", "heatmaps"], [9, 7], ["mse", "ohkm"], [0.5, 1.0])
-    fields = dict(family="cpn", input_size=(64, 48), num_keypoints=5, channel_order="BGR", outputs=outputs)
+    fields = dict(
+        family="cpn", input_size=(64, 48), num_keypoints=5, channel_order="BGR", outputs=outputs
+    )
     return PoseSpec(**{**fields, **overrides})
 
 
@@ -50,7 +52,10 @@ def test_codec_and_output_specs_validate():
 
 
 def test_registry_names_every_variant_and_rejects_unknown_ones():
-    assert {"cpn50", "cpn101", "mspn50", "4xmspn50", "rsn18", "rsn50", "4xrsn50", "cpm", "hourglass"} <= set(MODELS)
+    variants = {
+        "cpn50", "cpn101", "mspn50", "4xmspn50", "rsn18", "rsn50", "4xrsn50", "cpm", "hourglass"
+    }
+    assert variants <= set(MODELS)
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         build_model("resnet")
 
@@ -116,8 +121,11 @@ def test_builder_compiles_with_the_family_losses():
     model = build_model("rsn18", input_shape=(64, 64, 3), num_keypoints=9)
     assert model.compiled
     losses, weights = model.default_losses()
-    assert isinstance(losses["heatmaps"], OHKMLoss) and isinstance(losses["stage1_unit1"], KeypointMSE)
-    assert weights == {"stage1_unit1": 0.25, "stage1_unit2": 0.25, "stage1_unit3": 0.25, "heatmaps": 1.0}
+    assert isinstance(losses["heatmaps"], OHKMLoss)
+    assert isinstance(losses["stage1_unit1"], KeypointMSE)
+    assert weights == {
+        "stage1_unit1": 0.25, "stage1_unit2": 0.25, "stage1_unit3": 0.25, "heatmaps": 1.0
+    }
 
 
 def test_a_model_built_from_its_class_compiles_itself_on_first_training_step():

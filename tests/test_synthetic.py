@@ -110,7 +110,7 @@ def test_keypoints_sit_on_the_drawn_bodies(layout, val):
         smooth = [cv2.blur(im.astype(np.float32), (5, 5)) for im in (photo, empty.image)]
         diff = np.abs(smooth[0] - smooth[1]).max(axis=2)
 
-        def at(point):
+        def at(point, diff=diff):
             return diff[int(round(point[1])), int(round(point[0]))]
 
         for ann in val.imgToAnns[image_id]:

@@ -3,7 +3,8 @@
 Feeds the ground truth back as predictions with Gaussian noise of ``sigma`` pixels per axis on
 every keypoint (score 1) and prints pycocotools' AP for each ``sigma``::
 
-    python tools/keypoint_noise_ap.py work_dirs/rsn18/synthetic/annotations/person_keypoints_val2017.json
+    python tools/keypoint_noise_ap.py \\
+        work_dirs/rsn18/synthetic/annotations/person_keypoints_val2017.json
 
 The median error of such a prediction is ``1.177 * sigma`` (a 2-D Gaussian's median radius).
 """
@@ -11,7 +12,7 @@ The median error of such a prediction is ``1.177 * sigma`` (a 2-D Gaussian's med
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

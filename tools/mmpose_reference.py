@@ -4,7 +4,8 @@ Runs in a separate environment with mmpose installed (never in keras-pose's; see
 ``docs/provenance.md#mmpose-environment``)::
 
     /work/mmpose_venv/bin/python tools/mmpose_reference.py --out /work/mmpose_ref
-    /work/mmpose_venv/bin/python tools/mmpose_reference.py --keys-only --keys-dir tests/data/mmpose_keys
+    /work/mmpose_venv/bin/python tools/mmpose_reference.py --keys-only \\
+        --keys-dir tests/data/mmpose_keys
 
 For each model (``rsn50``, ``2xmspn50``, ``cpm``, ``hourglass52`` ...) it builds MMPose's
 estimator from the config the wheel ships, gives every parameter and BatchNorm statistic random
@@ -21,7 +22,8 @@ values (so the statistics matter), and writes to ``OUT``:
 ``--keys-dir`` writes ``{model}.json``: every state-dict key with its shape (no values), the
 fixture keras-pose's CI maps without MMPose. keras-pose's parity tests read ``OUT``::
 
-    KERAS_POSE_MMPOSE_REF=/work/mmpose_ref python -m pytest -s tests/test_convert_mmpose.py -k parity
+    KERAS_POSE_MMPOSE_REF=/work/mmpose_ref \\
+        python -m pytest -s tests/test_convert_mmpose.py -k parity
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ CONFIGS = {
     "2xrsn50": ("td-hm_2xrsn50_8xb32-210e_coco-256x192.py", (256, 192)),
     "3xrsn50": ("td-hm_3xrsn50_8xb32-210e_coco-256x192.py", (256, 192)),
 }
-PARITY_MODELS = ("cpm", "hourglass52", "mspn50", "2xmspn50", "4xmspn50", "rsn18", "rsn50", "2xrsn50")
+PARITY_MODELS = (
+    "cpm", "hourglass52", "mspn50", "2xmspn50", "4xmspn50", "rsn18", "rsn50", "2xrsn50"
+)
 BATCH = 2
 
 
@@ -97,8 +101,10 @@ def randomize(model, seed: int) -> None:
                 fan_in = tensor[0].numel()
                 value = torch.randn(tensor.shape, generator=generator) * (1.0 / fan_in) ** 0.5
             elif "bn" in name or "norm" in name or _is_bn_weight(model, name):
-                value = torch.rand(tensor.shape, generator=generator) + 0.5 \
-                    if name.endswith("weight") else torch.randn(tensor.shape, generator=generator) * 0.2
+                if name.endswith("weight"):
+                    value = torch.rand(tensor.shape, generator=generator) + 0.5
+                else:
+                    value = torch.randn(tensor.shape, generator=generator) * 0.2
             else:
                 value = torch.randn(tensor.shape, generator=generator) * 0.2
             tensor.copy_(value)

@@ -46,7 +46,8 @@ BLOCK_WIDTHS = {"basic": (64, 128, 256, 512), "bottleneck": (256, 512, 1024, 204
 BLOCK_TYPES = {"basic": BasicBlock, "bottleneck": Bottleneck}
 FEATURE_NAMES = ("C2", "C3", "C4", "C5")
 
-# tf-cpn's BN as the released checkpoints ran it (docs/provenance.md#tfcpn-graph: TF1 clamped 1e-9 to 1.001e-5).
+# tf-cpn's BN as the released checkpoints ran it (docs/provenance.md#tfcpn-graph: TF1 clamped
+# 1e-9 to 1.001e-5).
 TFCPN_BN_EPSILON = 1.001e-5
 TFCPN_BN_MOMENTUM = 0.99
 

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from keras_pose.codecs._common import opencv_sigma
 from keras_pose.codecs.flip import flip_heatmaps, flip_images

@@ -10,7 +10,7 @@ to the cell's centre, ``c * s + s / 2`` crop pixels (tf-cpn/MSPN's ``x * 4 + 2``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -76,7 +76,8 @@ def blur_like_mmpose(maps: np.ndarray, kernel: int) -> np.ndarray:
     blurred = np.moveaxis(planes[:, :, border : border + h, border : border + w], 1, -1)
     blurred_max = blurred.max(axis=(1, 2), keepdims=True)
     nonzero = blurred_max != 0
-    scale = np.where(nonzero, maps.max(axis=(1, 2), keepdims=True) / np.where(nonzero, blurred_max, 1), 0)
+    maps_max = maps.max(axis=(1, 2), keepdims=True)
+    scale = np.where(nonzero, maps_max / np.where(nonzero, blurred_max, 1), 0)
     return np.ascontiguousarray(blurred * scale, dtype=np.float32)
 
 

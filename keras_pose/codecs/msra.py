@@ -23,7 +23,7 @@ half-cell offset; :mod:`keras_pose.codecs.mmpose`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -29,7 +29,9 @@ from keras_pose.convert.mapping import assign, is_torch_bookkeeping, torch_assig
 # ---------------------------------------------------------------- MSPN / RSN (shared wrapper)
 
 _STAGE_BLOCK = re.compile(r"stage(\d+)_layer(\d)_block(\d+)/(.+)")
-_STAGE_UNIT = re.compile(r"stage(\d+)_unit(\d)_(lateral|up_conv|skip1|skip2|head_conv1|head_conv2)/(conv|bn)")
+_STAGE_UNIT = re.compile(
+    r"stage(\d+)_unit(\d)_(lateral|up_conv|skip1|skip2|head_conv1|head_conv2)/(conv|bn)"
+)
 _CROSS = re.compile(r"stage(\d+)_cross_conv/(conv|bn)")
 _UNIT_PARTS = {
     "lateral": "in_skip",
@@ -202,7 +204,9 @@ def normalize_mmpose_keys(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.
     """MMPose 1.x's own compatibility step: 0.x checkpoints (the zoo's Hourglass-52 and MSPN
     files) name the head ``keypoint_head``; the data preprocessor's mean/std are constants."""
     return {
-        key.replace("keypoint_head.", "head.", 1) if key.startswith("keypoint_head.") else key: value
+        (
+            key.replace("keypoint_head.", "head.", 1) if key.startswith("keypoint_head.") else key
+        ): value
         for key, value in state_dict.items()
         if key not in _PREPROCESSOR_KEYS
     }

@@ -8,15 +8,16 @@ as they are. Optimizer slots (``.../Adam``, ``.../Adam_1``, ``beta{1,2}_power``,
 ``global_step`` are the only checkpoint entries allowed to stay unused.
 
 The released models ran with a BatchNorm epsilon of 1.001e-5 (TF 1.x raised the 1e-9 the source
-asks for; ``docs/provenance.md#tfcpn-graph``). ``CPNModel``'s default ``bn_epsilon`` is that value; a model built
-with another epsilon loads the same tensors but does not reproduce the released outputs.
+asks for; ``docs/provenance.md#tfcpn-graph``). ``CPNModel``'s default ``bn_epsilon`` is that
+value; a model built with another epsilon loads the same tensors but does not reproduce the
+released outputs.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np

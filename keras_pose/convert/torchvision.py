@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -111,4 +111,6 @@ def load_torchvision_resnet(
     assignments, unmapped = torch_assignments(model, torchvision_module)
     trunk = [a for a in assignments if is_trunk_layer(a.variable.path)]
     trunk_unmapped = [u for u in unmapped if is_trunk_layer(u[0])]
-    return assign(trunk, state_dict, ignored=_ignored, unmapped=trunk_unmapped, description=description)
+    return assign(
+        trunk, state_dict, ignored=_ignored, unmapped=trunk_unmapped, description=description
+    )

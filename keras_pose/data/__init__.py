@@ -28,7 +28,11 @@ from keras_pose.data.transforms import (
 )
 
 _PIPELINE_NAMES = (
-    "build_dataset", "dataset_from_records", "evaluation_dataset", "training_dataset", "SKIPPED_IMAGES"
+    "build_dataset",
+    "dataset_from_records",
+    "evaluation_dataset",
+    "training_dataset",
+    "SKIPPED_IMAGES",
 )
 _LAZY_SUBMODULES = ("pipeline", "synthetic")
 

@@ -23,7 +23,8 @@ import dataclasses
 import logging
 import os
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class DatasetInfo:
         category: Mapping[str, Any],
         sigmas: Sequence[float] | None = None,
         flip_pairs: Sequence[Sequence[int | str]] | None = None,
-    ) -> "DatasetInfo":
+    ) -> DatasetInfo:
         """Read names and skeleton (1-based in COCO files) from a COCO ``categories`` entry.
 
         Flip pairs: ``flip_pairs``, else the category's ``flip_pairs`` (names or 0-based
@@ -133,7 +134,7 @@ class DatasetInfo:
         return category
 
 
-def load_keypoint_info(path: str | os.PathLike) -> "DatasetInfo":
+def load_keypoint_info(path: str | os.PathLike) -> DatasetInfo:
     """A keypoint set from a file: a keypoint info file (JSON, or YAML with PyYAML; see the
     module docstring), or a COCO annotation file (its keypoint category)."""
     from keras_pose.utils.files import read_json
@@ -158,7 +159,7 @@ def load_keypoint_info(path: str | os.PathLike) -> "DatasetInfo":
         raise ValueError(f"{path}: {error}") from None
 
 
-def _info_from_mapping(content: Mapping[str, Any]) -> "DatasetInfo":
+def _info_from_mapping(content: Mapping[str, Any]) -> DatasetInfo:
     names = tuple(str(n) for n in content["keypoints"])
     name = str(content.get("name", "custom"))
     pairs = content.get("flip_pairs")

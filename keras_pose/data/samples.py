@@ -7,7 +7,8 @@ TensorFlow-free (numpy and OpenCV only), so that worker processes
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np

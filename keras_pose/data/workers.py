@@ -32,8 +32,8 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class WorkerPool:
         paths = dict.fromkeys(self._records[int(i)].image_path for i in indices)
         return ", ".join(paths)
 
-    def _death_message(self, worker: "_Worker", indices: Sequence[int]) -> str:
+    def _death_message(self, worker: _Worker, indices: Sequence[int]) -> str:
         try:
             code = worker.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -180,7 +180,7 @@ class WorkerPool:
 class _IdleReaper:
     """One daemon thread that stops the processes of pools idle for :data:`IDLE_SECONDS`."""
 
-    _pools: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+    _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
     _thread: threading.Thread | None = None
     _lock = threading.Lock()
 
@@ -212,7 +212,7 @@ class _Worker:
         self.memory = _SharedMemory(memory_fd)
 
     @classmethod
-    def spawn(cls, init_message: bytes) -> "_Worker":
+    def spawn(cls, init_message: bytes) -> _Worker:
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
         memory_fd = os.memfd_create("keras-pose-data-worker")

@@ -11,7 +11,8 @@ import contextlib
 import copy
 import io
 import os
-from typing import Any, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -21,7 +21,8 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

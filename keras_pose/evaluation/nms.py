@@ -14,7 +14,7 @@ Everything is vectorised over the pairs of one image.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -16,7 +16,8 @@ import json
 import math
 import numbers
 import os
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -10,7 +10,7 @@ obtained by warping ``image - border`` with fill 0 and adding ``border`` back.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -64,7 +64,9 @@ def crop_signature(model: PoseModel, batch: int | None = None):
     return tf.TensorSpec((batch, h, w, 3), tf.float32, name=IMAGE_INPUT)
 
 
-def keras_outputs(model: keras.Model, crops: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+def keras_outputs(
+    model: keras.Model, crops: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """The Keras model's outputs ``names`` on ``crops``, as float32 numpy arrays."""
     outputs = model(crops, training=False)
     return {name: np.asarray(outputs[name], dtype=np.float32) for name in names}

@@ -1,4 +1,5 @@
-"""Which ops a ``.tflite`` file uses, read from its flatbuffer, and whether the GPU delegate runs them.
+"""Which ops a ``.tflite`` file uses, read from its flatbuffer, and whether the GPU delegate
+runs them.
 
 ``tf.lite.experimental.Analyzer(gpu_compatibility=True)`` is not enough on its own (with TF
 2.21 it passed graphs with Flex, GATHER_ND and FLOOR_MOD ops), so the op codes are read from the

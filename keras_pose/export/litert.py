@@ -1,4 +1,5 @@
-"""LiteRT (TFLite) export: fp32, float16 or full-int8 heatmaps model that the GPU delegate runs whole.
+"""LiteRT (TFLite) export: fp32, float16 or full-int8 heatmaps model that the GPU delegate
+runs whole.
 
 The graph is converted from a SavedModel with the TFLite builtin op set only (no Flex /
 ``SELECT_TF_OPS``), its op codes are checked against the GPU delegate's documented list, and it
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +43,11 @@ SIGNATURE = "serving_default"
 # Parity limits (keras_pose.export.parity.heatmap_errors): fp32 max error on the heatmap scale;
 # fp16 max error relative to the largest heatmap value; int8 mean error relative to it (a broken
 # conversion is far above; int8 keypoints are compared with fp32 ones in the tests).
-DEFAULT_TOLERANCE = {None: ("scaled", 1e-4), "float16": ("relative", 1e-2), "int8": ("mean_relative", 0.05)}
+DEFAULT_TOLERANCE = {
+    None: ("scaled", 1e-4),
+    "float16": ("relative", 1e-2),
+    "int8": ("mean_relative", 0.05),
+}
 
 
 def litert(
@@ -125,7 +131,7 @@ class LiteRTConverter:
         self.decode = decode
         self._workdir: tempfile.TemporaryDirectory | None = None
 
-    def __enter__(self) -> "LiteRTConverter":
+    def __enter__(self) -> LiteRTConverter:
         from keras_pose.codecs import codec_from_spec
         from keras_pose.codecs.graph import decode_graph
 
@@ -165,10 +171,14 @@ class LiteRTConverter:
         tolerance: float | None = None,
     ) -> str:
         if self._workdir is None:
-            raise RuntimeError("use LiteRTConverter as a context manager: `with LiteRTConverter(m) as c:`")
+            raise RuntimeError(
+                "use LiteRTConverter as a context manager: `with LiteRTConverter(m) as c:`"
+            )
         path = _check_arguments(path, quantize, representative_data)
         if self.decode and quantize == "int8":
-            raise ValueError("decode=True needs a float model: int8 would quantize the decode's arithmetic")
+            raise ValueError(
+                "decode=True needs a float model: int8 would quantize the decode's arithmetic"
+            )
         calibration = None
         if quantize == "int8":
             calibration = calibration_crops(representative_data, self.model, num_calibration)
@@ -182,14 +192,20 @@ class LiteRTConverter:
                 problems = gpu_delegate_problems(content, quantize)
                 if problems:
                     raise ExportCompatibilityError(
-                        f"{what} would not run whole on the TFLite GPU delegate: " + "; ".join(problems)
+                        f"{what} would not run whole on the TFLite GPU delegate: "
+                        + "; ".join(problems)
                     )
             if check:
-                crops = calibration[:8] if calibration is not None else parity_crops(self.model.spec)
+                if calibration is not None:
+                    crops = calibration[:8]
+                else:
+                    crops = parity_crops(self.model.spec)
                 self._check(tmp, crops, quantize, tolerance, what)
         return path
 
-    def _check(self, path: str, crops: np.ndarray, quantize: str | None, tolerance, what: str) -> None:
+    def _check(
+        self, path: str, crops: np.ndarray, quantize: str | None, tolerance, what: str
+    ) -> None:
         """Heatmaps against Keras; the on-device decode against the codec on the same heatmaps."""
         measure, limit = DEFAULT_TOLERANCE[quantize]
         expected = keras_outputs(self.model, crops, self.names)
@@ -204,10 +220,14 @@ class LiteRTConverter:
             keypoints, scores = self._codec.decode(heatmaps)
             same = np.allclose(actual[KEYPOINTS], keypoints, atol=1e-3)
             if not (same and np.allclose(actual[SCORES], scores, atol=1e-3)):
-                raise ExportParityError(f"{what}: the on-device decode differs from the codec's decode")
+                raise ExportParityError(
+                    f"{what}: the on-device decode differs from the codec's decode"
+                )
 
 
-def _check_arguments(path: str | os.PathLike, quantize: str | None, representative_data: Any) -> str:
+def _check_arguments(
+    path: str | os.PathLike, quantize: str | None, representative_data: Any
+) -> str:
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     if quantize == "int8" and representative_data is None:
@@ -227,9 +247,12 @@ def _convert(saved_model_dir: str, quantize: str | None, calibration: np.ndarray
 
     if not hasattr(tf, "lite") or not hasattr(tf.lite, "TFLiteConverter"):
         raise ImportError(
-            "this TensorFlow has no tf.lite.TFLiteConverter; LiteRT export needs TF <= 2.21's converter"
+            "this TensorFlow has no tf.lite.TFLiteConverter; "
+            "LiteRT export needs TF <= 2.21's converter"
         )
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=[SIGNATURE]
+    )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -271,7 +294,10 @@ def _batches(data: Iterable[Any]) -> Iterable[Any]:
             element = element[0]
         if isinstance(element, Mapping):
             if IMAGE_INPUT not in element:
-                raise ValueError(f"representative data dicts need an {IMAGE_INPUT!r} key, got {sorted(element)}")
+                raise ValueError(
+                    f"representative data dicts need an {IMAGE_INPUT!r} key, "
+                    f"got {sorted(element)}"
+                )
             element = element[IMAGE_INPUT]
         yield element
 
@@ -285,7 +311,9 @@ class LiteRTRunner:
         signature: the signature to run.
     """
 
-    def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2, signature: str = SIGNATURE):
+    def __init__(
+        self, model: str | os.PathLike | bytes, num_threads: int = 2, signature: str = SIGNATURE
+    ):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as error:  # pragma: no cover - part of the export extra
@@ -296,12 +324,16 @@ class LiteRTRunner:
             self.interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
         signatures = self.interpreter.get_signature_list()
         if signature not in signatures:
-            raise ValueError(f"no signature {signature!r} in the model; it has {sorted(signatures)}")
+            raise ValueError(
+                f"no signature {signature!r} in the model; it has {sorted(signatures)}"
+            )
         self.input_name = signatures[signature]["inputs"][0]
         self.output_names = list(signatures[signature]["outputs"])
         self.runner = self.interpreter.get_signature_runner(signature)
 
     def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Run every crop of an ``(N, H, W, 3)`` batch (the signature has batch 1)."""
-        results = [self.runner(**{self.input_name: crop[None].astype(np.float32)}) for crop in crops]
+        results = [
+            self.runner(**{self.input_name: crop[None].astype(np.float32)}) for crop in crops
+        ]
         return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}

@@ -44,7 +44,7 @@ class ExportMetadata:
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes, source: str = "") -> "ExportMetadata":
+    def from_json(cls, text: str | bytes, source: str = "") -> ExportMetadata:
         try:
             content = json.loads(text)
             spec = PoseSpec.from_dict(content["spec"])
@@ -119,7 +119,9 @@ def read_metadata(path: str | os.PathLike) -> ExportMetadata:
     if os.path.isdir(path):
         file = os.path.join(path, SAVED_MODEL_FILE)
         if not os.path.isfile(file):
-            raise MissingMetadataError(f"{path}: no {SAVED_MODEL_FILE} (re-export with this keras-pose)")
+            raise MissingMetadataError(
+                f"{path}: no {SAVED_MODEL_FILE} (re-export with this keras-pose)"
+            )
         with open(file) as f:
             return ExportMetadata.from_json(f.read(), file)
     if not os.path.isfile(path):
@@ -150,7 +152,9 @@ def _onnx_metadata(path: str) -> str:
     for prop in model.metadata_props:
         if prop.key == KEY:
             return prop.value
-    raise MissingMetadataError(f"{path}: no {KEY!r} metadata_props (re-export with this keras-pose)")
+    raise MissingMetadataError(
+        f"{path}: no {KEY!r} metadata_props (re-export with this keras-pose)"
+    )
 
 
 def _name(name: str | bytes | None) -> str:

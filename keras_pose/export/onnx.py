@@ -1,6 +1,8 @@
-"""ONNX export through tf2onnx, with named input/outputs and a dynamic batch, checked with ONNX Runtime.
+"""ONNX export through tf2onnx, with named input/outputs and a dynamic batch, checked with
+ONNX Runtime.
 
-The model's ``metadata_props`` key ``keras_pose`` holds the spec (:mod:`keras_pose.export.metadata`).
+The model's ``metadata_props`` key ``keras_pose`` holds the spec
+(:mod:`keras_pose.export.metadata`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import contextlib
 import gc
 import os
 import tempfile
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -64,7 +66,8 @@ def onnx(
                 )
             for batch in (crops, crops[:1]):
                 expected = keras_outputs(model, batch, names)
-                require(heatmap_errors(expected, session(batch), model.spec, what), "scaled", atol, what)
+                errors = heatmap_errors(expected, session(batch), model.spec, what)
+                require(errors, "scaled", atol, what)
     return os.fspath(path)
 
 

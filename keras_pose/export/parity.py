@@ -9,7 +9,7 @@ An export whose check fails raises :class:`ExportParityError` and is not written
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def heatmap_errors(
     return errors
 
 
-def require(errors: Mapping[str, Mapping[str, float]], measure: str, limit: float, what: str) -> None:
+def require(
+    errors: Mapping[str, Mapping[str, float]], measure: str, limit: float, what: str
+) -> None:
     """Raise :class:`ExportParityError` naming every output whose ``measure`` exceeds ``limit``."""
     bad = {name: e[measure] for name, e in errors.items() if not e[measure] <= limit}
     if bad:

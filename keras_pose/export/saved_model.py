@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,9 @@ def saved_model(
                       DeprecationWarning, stacklevel=2)
         flip_test = flip if flip_test is None else flip_test
     flip = spec.flip_test if flip_test is None else bool(flip_test)
-    graph = ServingGraph(model, names, flip, _flip_indices(spec, flip, flip_indices), image_channel_order)
+    graph = ServingGraph(
+        model, names, flip, _flip_indices(spec, flip, flip_indices), image_channel_order
+    )
     with atomic_path(path, directory=True) as tmp:
         write_saved_model(
             tmp,
@@ -143,7 +146,9 @@ class ServingGraph:
         model_names = self.names if final in self.names else [*self.names, final]
         self.export_model = heatmap_model(model, model_names)
         self._model_function = None
-        self.codec = codec_from_spec(self.spec.final.codec, self.spec.input_size, self.spec.final.stride)
+        self.codec = codec_from_spec(
+            self.spec.final.codec, self.spec.input_size, self.spec.final.stride
+        )
         self.flip = flip
         self.flip_indices = flip_indices
         self.reverse_channels = image_channel_order != self.spec.channel_order
@@ -229,7 +234,9 @@ class ServingGraph:
         k = self.spec.num_keypoints
 
         def empty():
-            result = {n: tf.zeros((0, *self.export_model.output[n].shape[1:])) for n in heatmap_names}
+            result = {
+                n: tf.zeros((0, *self.export_model.output[n].shape[1:])) for n in heatmap_names
+            }
             result.update({KEYPOINTS: tf.zeros((0, k, 2)), SCORES: tf.zeros((0, k))})
             return result
 
@@ -250,7 +257,8 @@ class ServingGraph:
         return 0.5 * (heatmaps + flip_heatmaps_graph(mirrored, self.flip_indices, shift=shift))
 
     def predict_image(self, image, boxes):
-        """``predict_image``: uint8 image + ``x, y, w, h`` boxes -> image-pixel keypoints, scores."""
+        """``predict_image``: uint8 image + ``x, y, w, h`` boxes -> image-pixel keypoints,
+        scores."""
         import tensorflow as tf
 
         from keras_pose.export._crop import crop_image, crop_points_to_image, crop_to_image_affines
@@ -304,12 +312,15 @@ def _check(directory: str, model: PoseModel, graph: ServingGraph, atol: float) -
     what = f"SavedModel export of {model.name}"
     loaded = tf.saved_model.load(directory)
     crops = parity_crops(model.spec)
-    served = {k: v.numpy() for k, v in loaded.signatures[CROPS_SIGNATURE](image=tf.constant(crops)).items()}
+    outputs = loaded.signatures[CROPS_SIGNATURE](image=tf.constant(crops))
+    served = {k: v.numpy() for k, v in outputs.items()}
     expected = keras_outputs(model, crops, graph.names)
     require(heatmap_errors(expected, served, model.spec, what), "scaled", atol, what)
     keypoints, scores = (np.asarray(t) for t in graph.decode(expected[model.spec.final_output]))
     for name, reference in ((KEYPOINTS, keypoints), (SCORES, scores)):
-        if served[name].shape != reference.shape or not np.allclose(served[name], reference, atol=1e-3):
+        if served[name].shape != reference.shape or not np.allclose(
+            served[name], reference, atol=1e-3
+        ):
             raise ExportParityError(f"{what}: {name} differ from the decode of Keras' heatmaps")
     h, w = model.spec.input_size
     image = np.random.default_rng(0).integers(0, 256, (2 * h, 2 * w, 3), dtype=np.uint8)
@@ -317,7 +328,8 @@ def _check(directory: str, model: PoseModel, graph: ServingGraph, atol: float) -
     result = loaded.signatures[IMAGE_SIGNATURE](image=tf.constant(image), boxes=tf.constant(boxes))
     shape = (1, model.spec.num_keypoints)
     if tuple(result[KEYPOINTS].shape) != (*shape, 2) or tuple(result[SCORES].shape) != shape:
-        raise ExportParityError(f"{what}: predict_image returned shapes {({k: v.shape for k, v in result.items()})}")
+        shapes = {k: v.shape for k, v in result.items()}
+        raise ExportParityError(f"{what}: predict_image returned shapes {shapes}")
     if not np.all(np.isfinite(result[KEYPOINTS].numpy())):
         raise ExportParityError(f"{what}: predict_image returned non-finite keypoints")
 
@@ -346,7 +358,10 @@ def signature_defs(directory: str | os.PathLike) -> dict[str, dict[str, dict[str
             part: {
                 name: (
                     tf.dtypes.as_dtype(info.dtype).name,
-                    tuple(-1 if info.tensor_shape.unknown_rank else d.size for d in info.tensor_shape.dim),
+                    tuple(
+                        -1 if info.tensor_shape.unknown_rank else d.size
+                        for d in info.tensor_shape.dim
+                    ),
                 )
                 for name, info in getattr(signature, part).items()
             }

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from keras_pose.utils.atomic import write_text
 
@@ -69,12 +69,15 @@ def merge_models_config(text: str, name: str, root: str = CONTAINER_ROOT) -> str
     line_start = text.rfind("\n", 0, model_list.end - 1) + 1
     closing_indent = text[line_start:model_list.end - 1]
     if closing_indent.strip():  # the closing brace shares its line with other text
-        return text[:model_list.end - 1] + "\n" + _entry(name, root, "  ") + text[model_list.end - 1:]
+        end = model_list.end - 1
+        return text[:end] + "\n" + _entry(name, root, "  ") + text[end:]
     indent = _indent_of(text, entries[-1].start) if entries else closing_indent + "  "
     return text[:line_start] + _entry(name, root, indent) + text[line_start:]
 
 
-def add_to_models_config(directory: str | os.PathLike, name: str, root: str = CONTAINER_ROOT) -> str:
+def add_to_models_config(
+    directory: str | os.PathLike, name: str, root: str = CONTAINER_ROOT
+) -> str:
     """Make ``<directory>/models.config`` serve ``name`` too (merged, written atomically);
     return its path. The file is created if missing; other entries are kept byte for byte."""
     if not MODEL_NAME.fullmatch(name):
@@ -121,7 +124,7 @@ class TextField:
     start: int
     end: int
     value: str | None = None
-    children: list["TextField"] | None = None
+    children: list[TextField] | None = None
 
 
 def parse_text_proto(text: str) -> list[TextField]:

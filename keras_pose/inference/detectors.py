@@ -19,11 +19,11 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
-
 
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_NMS_IOU = 0.65
@@ -33,7 +33,9 @@ DEFAULT_NMS_IOU = 0.65
 # Boxes
 
 
-def check_detections(boxes: Any, scores: Any, what: str = "detector") -> tuple[np.ndarray, np.ndarray]:
+def check_detections(
+    boxes: Any, scores: Any, what: str = "detector"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 4)`` float64 xyxy boxes and ``(N,)`` scores, checked (finite, x2 > x1, y2 > y1)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
     scores = np.asarray(scores, np.float64).reshape(-1)
@@ -148,9 +150,12 @@ class CocoDetections:
                 if int(record.get("category_id", category_id)) != category_id:
                     continue
                 x, y, w, h = (float(v) for v in record["bbox"])
-                self.by_image[int(record["image_id"])].append((x, y, x + w, y + h, float(record["score"])))
+                box = (x, y, x + w, y + h, float(record["score"]))
+                self.by_image[int(record["image_id"])].append(box)
             except (KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"{path}: detection {i} is malformed ({error!r}): {record}") from error
+                raise ValueError(
+                    f"{path}: detection {i} is malformed ({error!r}): {record}"
+                ) from error
 
     def image_id(self, frame: Any) -> int:
         name = os.path.basename(str(getattr(frame, "name", "")))
@@ -235,7 +240,9 @@ class OnnxDetector:
         if len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"{self.path}: expected an NCHW image input (1, 3, H, W), got {shape}")
         static = all(isinstance(d, int) and d > 0 for d in shape[2:])
-        self.input_size = tuple(int(v) for v in (input_size or (shape[2:] if static else (640, 640))))
+        self.input_size = tuple(
+            int(v) for v in (input_size or (shape[2:] if static else (640, 640)))
+        )
         self.score_threshold = float(score_threshold)
         self.nms_iou = nms_iou
         self.person_label = int(person_label)
@@ -254,7 +261,9 @@ class OnnxDetector:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         preset = PRESETS[self.preset]
         pixels = image[..., ::-1] if preset["rgb"] else image
-        canvas, scale, offset = letterbox(pixels, self.input_size, preset["centre"], preset["pad_value"])
+        canvas, scale, offset = letterbox(
+            pixels, self.input_size, preset["centre"], preset["pad_value"]
+        )
         canvas = (canvas - np.float32(preset["mean"])) / np.float32(preset["std"])
         return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], np.float32), scale, offset
 
@@ -304,7 +313,9 @@ class SavedModelDetector:
             function = signatures[signature]
             names = list(function.structured_input_signature[1])
             if len(names) != 1:
-                raise ValueError(f"{self.path}: signature {signature!r} takes {names}, expected one image")
+                raise ValueError(
+                    f"{self.path}: signature {signature!r} takes {names}, expected one image"
+                )
             self._call = lambda batch: function(**{names[0]: batch})
         elif callable(loaded):
             self._call = loaded
@@ -328,7 +339,9 @@ class SavedModelDetector:
         h, w = image.shape[:2]
         xyxy = boxes[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float64)
         labels = np.rint(classes).astype(np.int64)
-        boxes, scores = select_people(xyxy, scores, labels, self.person_class, self.score_threshold, None)
+        boxes, scores = select_people(
+            xyxy, scores, labels, self.person_class, self.score_threshold, None
+        )
         return keep_valid(boxes, scores, image.shape)
 
 

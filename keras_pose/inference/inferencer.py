@@ -20,7 +20,8 @@ import dataclasses
 import logging
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -150,8 +151,12 @@ class PoseInferencer:
         list of them, a folder, a video file or a camera index), in order."""
         frames = open_source(source)
         video = frames.kind in ("video", "camera")
-        tracker = Tracker(self.tracking, sigmas=self.dataset_info.sigmas) if video and self.tracking else None
-        smoother = PoseSmoother(**self.smoothing) if tracker and self.smoothing is not None else None
+        tracker = None
+        if video and self.tracking:
+            tracker = Tracker(self.tracking, sigmas=self.dataset_info.sigmas)
+        smoother = None
+        if tracker and self.smoothing is not None:
+            smoother = PoseSmoother(**self.smoothing)
         self.stats = stats = InferenceStats()
         meter = Progress(frames.length) if progress else None
         pending: collections.deque = collections.deque()

@@ -99,7 +99,9 @@ class OnnxPose(ExportedPose):
         self._runner = OnnxRunner(path, num_threads=num_threads)
         text = self._runner.session.get_modelmeta().custom_metadata_map.get(KEY)
         if text is None:
-            raise MissingMetadataError(f"{path}: no {KEY!r} metadata_props (re-export with this keras-pose)")
+            raise MissingMetadataError(
+                f"{path}: no {KEY!r} metadata_props (re-export with this keras-pose)"
+            )
         metadata = ExportMetadata.from_json(text, path)
         super().__init__(path, metadata.spec, metadata.dataset_info)
 
@@ -162,4 +164,6 @@ def load_pose(pose: Any, num_threads: int = 2) -> KerasPose | ExportedPose:
         return LiteRTPose(path, read_metadata(path), num_threads)
     if path.endswith(".onnx"):
         return OnnxPose(path, num_threads)
-    raise ValueError(f"{path}: a pose model is a .keras, .tflite or .onnx file or a SavedModel directory")
+    raise ValueError(
+        f"{path}: a pose model is a .keras, .tflite or .onnx file or a SavedModel directory"
+    )

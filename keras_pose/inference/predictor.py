@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Any, Iterable, Iterator, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, Union
 
 import numpy as np
 

@@ -7,7 +7,7 @@ unmatched for more than ``max_lost`` frames ends. Ids are never reused.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -46,7 +46,9 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float) -> None:
         extension = os.path.splitext(os.fspath(path))[1].lower()
         if extension not in VIDEO_CODECS:
-            raise ValueError(f"video output must end with one of {sorted(VIDEO_CODECS)}, got {path}")
+            raise ValueError(
+                f"video output must end with one of {sorted(VIDEO_CODECS)}, got {path}"
+            )
         self.file = _AtomicFile(path)
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[extension])
@@ -66,7 +68,7 @@ class VideoWriter:
         self.writer.write(image)
         self.frames += 1
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *exc_info) -> None:
@@ -88,7 +90,7 @@ class JsonLinesWriter:
     def write(self, record: dict) -> None:
         self.stream.write(json.dumps(record) + "\n")
 
-    def __enter__(self) -> "JsonLinesWriter":
+    def __enter__(self) -> JsonLinesWriter:
         return self
 
     def __exit__(self, exc_type, *exc_info) -> None:
@@ -107,10 +109,13 @@ class ImageFolderWriter:
         os.makedirs(self.folder, exist_ok=True)
 
     def write(self, image: np.ndarray, name: str, index: int) -> str:
-        stem = os.path.splitext(os.path.basename(name))[0] if os.path.isfile(name) else f"frame_{index:06d}"
+        if os.path.isfile(name):
+            stem = os.path.splitext(os.path.basename(name))[0]
+        else:
+            stem = f"frame_{index:06d}"
         return save_png(os.path.join(self.folder, f"{stem}.png"), image)
 
-    def __enter__(self) -> "ImageFolderWriter":
+    def __enter__(self) -> ImageFolderWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -12,7 +12,8 @@ separable interpolation matrices, which gives the same numbers.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -59,7 +60,9 @@ class BilinearUpsample(keras.layers.Layer):
     def build(self, input_shape) -> None:
         _, h, w, _ = input_shape
         if h is None or w is None:
-            raise ValueError(f"BilinearUpsample needs a static input height/width, got {input_shape}")
+            raise ValueError(
+                f"BilinearUpsample needs a static input height/width, got {input_shape}"
+            )
         self._in_size = (int(h), int(w))
         self._rows = interpolation_matrix(h, self.size[0], self.mode)
         self._cols = interpolation_matrix(w, self.size[1], self.mode)

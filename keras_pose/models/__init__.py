@@ -22,8 +22,6 @@ from keras_pose.models.cpn import CPN50, CPN101, CPNModel
 from keras_pose.models.hourglass import StackedHourglass, StackedHourglassModel
 from keras_pose.models.hourglass52 import Hourglass52, Hourglass52Model
 from keras_pose.models.mspn import MSPN50, MSPNModel
-from keras_pose.models.rsn import RSN18, RSN50, RSNModel
-from keras_pose.models.tiny import TinyPose, TinyPoseModel
 from keras_pose.models.registry import (
     FAMILIES,
     MODELS,
@@ -31,6 +29,8 @@ from keras_pose.models.registry import (
     check_model_name,
     load_model,
 )
+from keras_pose.models.rsn import RSN18, RSN50, RSNModel
+from keras_pose.models.tiny import TinyPose, TinyPoseModel
 
 DEPRECATED_NAMES = {
     "CPN": CPNModel,

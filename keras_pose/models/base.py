@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 
@@ -163,7 +164,7 @@ class PoseModel(keras.Model):
         return {"name": self.name, "trainable": self.trainable}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], custom_objects: Any = None) -> "PoseModel":
+    def from_config(cls, config: Mapping[str, Any], custom_objects: Any = None) -> PoseModel:
         config = dict(config)
         trainable = config.pop("trainable", True)
         model = cls(**config)

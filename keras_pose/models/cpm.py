@@ -55,7 +55,8 @@ layers), which loads MMPose checkpoints (:func:`keras_pose.convert.load_mmpose_c
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np

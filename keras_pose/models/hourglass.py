@@ -27,7 +27,8 @@ Size: 25,434,112 parameters for 8 stacks of 256 features and 16 MPII joints (the
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 

@@ -26,7 +26,8 @@ MMPose's 94,847,889 less the one ``inters`` block it builds but never runs.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -153,7 +154,9 @@ class Hourglass52Model(PoseModel):
         x = mmpose_normalization()(image)
         x = conv_module(STEM_CHANNELS, 7, "stem.0", strides=2)(x)
         x = res_layer(x, 1, STAGE_CHANNELS[0], "stem.1", strides=2)
-        x = hourglass_module(x, DOWNSAMPLE_TIMES, STAGE_CHANNELS, STAGE_BLOCKS, "hourglass_modules.0")
+        x = hourglass_module(
+            x, DOWNSAMPLE_TIMES, STAGE_CHANNELS, STAGE_BLOCKS, "hourglass_modules.0"
+        )
         x = conv_module(FEATURE_CHANNELS, 3, "out_convs.0")(x)
         heatmaps = keras.layers.Conv2D(
             num_keypoints, 1, kernel_initializer=INITIALIZER, name="heatmaps"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from keras_pose.models.base import PoseModel, finish_builder
 from keras_pose.models.cpm import CPM
@@ -21,7 +22,6 @@ from keras_pose.models.mspn import MSPN50
 from keras_pose.models.rsn import RSN18, RSN50
 from keras_pose.models.tiny import TinyPose
 from keras_pose.profiles import family_of
-
 
 MODELS: dict[str, Callable[..., PoseModel]] = {
     "cpn50": CPN50,

@@ -19,7 +19,8 @@ mean/std, no PRM), which loads MMPose checkpoints: ``RSN50(variant="mmpose")`` t
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 

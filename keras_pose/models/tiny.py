@@ -12,7 +12,8 @@ times 255), so a few steps visibly lower the loss.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 

@@ -16,7 +16,6 @@ from keras_pose.training.recipes import (
 from keras_pose.training.schedules import WarmupLinearDecay, WarmupMultiStep
 from keras_pose.training.trainer import SYNTHETIC_DEFAULTS, TrainConfig, train
 
-
 __all__ = [
     "PUBLISHED",
     "RECIPES",

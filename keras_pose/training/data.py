@@ -16,7 +16,7 @@ the later batches of that run by its crops (the data pipeline logs each such ima
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 

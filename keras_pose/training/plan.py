@@ -20,7 +20,8 @@ import itertools
 import math
 import re
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -45,7 +46,10 @@ def parse_duration(text: str | float) -> float:
         match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
                              r"(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
         if not match or not any(match.groups()):
-            raise ValueError(f"time_budget (--time-budget) must look like 15m, 900s, 1h30m or 900, got {text!r}")
+            raise ValueError(
+                "time_budget (--time-budget) must look like 15m, 900s, 1h30m or 900, "
+                f"got {text!r}"
+            )
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
         seconds = 3600 * hours + 60 * minutes + secs
     if not (math.isfinite(seconds) and seconds > 0):

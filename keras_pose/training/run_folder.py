@@ -78,7 +78,7 @@ def run_markers(folder: str) -> list[str]:
     return [name for name in RUN_MARKERS if os.path.lexists(os.path.join(folder, name))]
 
 
-def claim_run_folder(folder: str, resume: bool, overwrite: bool) -> "RunLock":
+def claim_run_folder(folder: str, resume: bool, overwrite: bool) -> RunLock:
     """Check that a run may write ``folder``, clear it with ``overwrite``, and lock it.
 
     Raises:

@@ -15,7 +15,8 @@ originals use), reaching 1 at ``t = W``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import ops

@@ -31,10 +31,12 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 
+from keras_pose.models import build_model, check_model_name
 from keras_pose.training import checkpoints, run_folder
 from keras_pose.training.callbacks import (
     CocoEvaluation,
@@ -59,7 +61,6 @@ from keras_pose.training.distribute import (
     resolve_jit_compile,
     worker_name,
 )
-from keras_pose.models import build_model, check_model_name
 from keras_pose.training.recipes import make_optimizer, recipe_for
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class TrainConfig:
         """The run's length is planned from its time budget."""
         return self.time_budget is not None and self.epochs is None
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with the main job's defaults filled in (synthetic data only) and the
         remaining fixed defaults (model, out_dir, eval period; a budgeted run's epochs and
         eval period are planned at its start)."""

@@ -14,7 +14,8 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["atomic_path", "fsync_tree", "save_atomic", "write_json", "write_text"]
 
@@ -55,7 +56,9 @@ def atomic_path(
         _remove(tmp)
 
 
-def save_atomic(save: Callable[[str], Any], path: str | os.PathLike, suffix: str | None = None) -> str:
+def save_atomic(
+    save: Callable[[str], Any], path: str | os.PathLike, suffix: str | None = None
+) -> str:
     """``save(temporary_path)`` (e.g. ``model.save``), then moved onto ``path``; returns it."""
     with atomic_path(path, suffix=suffix) as tmp:
         save(tmp)

@@ -40,12 +40,19 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["GENERATOR_VERSION", "SyntheticExample", "check_image_size", "example_rng", "render_example"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "SyntheticExample",
+    "check_image_size",
+    "example_rng",
+    "render_example",
+]
 
 GENERATOR_VERSION = 1
 NUM_KEYPOINTS = 17

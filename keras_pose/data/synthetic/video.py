@@ -11,7 +11,7 @@ the still scene stay background, foreground objects are left out.)
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
