@@ -5,6 +5,7 @@ are registered Keras objects: importing this package lets ``.keras`` files with 
 optimizers load.
 """
 
+from keras_pose.training import plan
 from keras_pose.training.recipes import (
     PUBLISHED,
     RECIPES,
@@ -26,6 +27,7 @@ __all__ = [
     "WarmupMultiStep",
     "make_optimizer",
     "make_schedule",
+    "plan",
     "readme_table",
     "train",
 ]
