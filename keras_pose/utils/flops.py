@@ -12,6 +12,9 @@ TensorFlow counts (its registered ``flops`` statistics, with static shapes):
   channel to fold ``a`` and ``b``), a conv bias to one ``BiasAdd`` per element, a residual sum
   to one per element;
 * ``MaxPool``/``AvgPool``: one per window element per output element;
+* ``FusedBatchNormV3`` (keras_pose's ``BatchNorm`` on TensorFlow), for which TensorFlow has no
+  statistic: counted here as the ``x * a + b`` it computes at inference, two per output element
+  plus five per channel (folding ``a`` and ``b``), as Keras' unfused layer counts;
 * nothing for ``Relu``, ``Pad``, ``ConcatV2``, ``ResizeBilinear``, reshapes and casts (TF has
   no flops statistic for them). A bilinear resize costs about 6 per output element, far below
   the convs (CPN-50 at 256x192: ~3.6M resized values, ~0.02 GFLOPs of 14.5).
@@ -47,4 +50,16 @@ def flops(model: keras.Model, batch_size: int = 1) -> int:
         profile = tf.compat.v1.profiler.profile(forward.graph, options=options)
     finally:
         logger.setLevel(level)
-    return int(profile.total_float_ops)
+    return int(profile.total_float_ops) + _fused_batch_norm_flops(forward.graph)
+
+
+def _fused_batch_norm_flops(graph) -> int:
+    """``2 * elements + 5 * channels`` per fused batch-norm op (TF counts none for them)."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type.startswith("FusedBatchNorm") and "Grad" not in op.type:
+            shape = op.outputs[0].shape
+            if not shape.is_fully_defined():
+                raise ValueError(f"flops() needs static shapes, got {shape} at {op.name}")
+            total += 2 * shape.num_elements() + 5 * int(shape[-1])
+    return total
