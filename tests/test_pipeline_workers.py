@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from keras_pose.data import build_dataset
 from keras_pose.data.coco import load_coco_records, read_dataset_info
 from keras_pose.data.samples import SampleMaker
 from keras_pose.data.transforms import resolve_augment
-from keras_pose.data.workers import _BOOTSTRAP, WorkerDiedError, WorkerPool
+from keras_pose.data.workers import _BOOTSTRAP, WorkerDiedError, WorkerPool, _stop_all
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,4 +187,29 @@ def test_an_idle_pool_stops_its_processes_and_restarts_on_demand(coco_folder):
     for got, want in zip(pool.run([4], [1]), maker.chunk([4], [1])):
         assert np.array_equal(got, want)
     assert pool.pids and pool.pids != first
+    pool.close()
+
+
+def test_the_reaper_and_the_exit_finalizer_stopping_at_once_stop_each_worker_once(coco_folder):
+    """The idle reaper thread and the finalizer run at exit may stop the same pool together."""
+    _, _, pool = make_pool(coco_folder, num_workers=2)
+    pool.run([0], [0])
+    workers, pids = list(pool._workers), pool.pids
+    barrier, errors = threading.Barrier(4), []
+
+    def stop():
+        barrier.wait()
+        try:
+            _stop_all(pool._workers)
+        except Exception as error:  # noqa: BLE001 - any error is the failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=stop) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and pool.pids == [] and not any(alive(pid) for pid in pids)
+    for worker in workers:  # stopping again (close() after the reaper) is harmless
+        worker.stop()
     pool.close()

@@ -124,8 +124,9 @@ def build_dataset(
         det_file: COCO results json of person boxes to crop instead of the GT boxes.
         dataset_info: the keypoint set (default: read from ``ann_file``'s keypoint category).
         shuffle: default ``training``. Reshuffled every epoch.
-        deterministic: keep element order in the parallel map (default: ``not training``).
-            With a ``seed`` it makes the whole stream, augmentation included, reproducible.
+        deterministic: keep element order in the parallel map (default: on for evaluation
+            and whenever a ``seed`` is given, so that a seeded stream, augmentation included,
+            is reproducible; off for unseeded training, which lets fast samples overtake).
         seed: seed of the shuffle and of the per-sample augmentation draws.
         augment: training only: ``None`` = the family's original recipe
             (:func:`augment_config_for`); ``False`` = plain test-time crops; an
@@ -170,7 +171,8 @@ def build_dataset(
         batch_size=batch_size,
         augment=resolve_augment(spec, augment) if training else None,
         shuffle=training if shuffle is None else shuffle,
-        deterministic=(not training) if deterministic is None else deterministic,
+        deterministic=(not training or seed is not None) if deterministic is None
+        else deterministic,
         seed=seed,
         repeat=repeat,
         return_meta=return_meta,

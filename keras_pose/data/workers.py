@@ -325,13 +325,20 @@ class _SharedMemory:
 
     def close(self) -> None:
         self.release()
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _stop_all(workers: list[_Worker]) -> None:
-    for worker in workers:
+    # pop() is atomic: the idle reaper and the exit-time finalizer may both be here at once,
+    # and each worker must be stopped (its descriptors closed) exactly once.
+    while workers:
+        try:
+            worker = workers.pop()
+        except IndexError:
+            return
         worker.stop()
-    workers.clear()
 
 
 # -- worker side --------------------------------------------------------------------------------
