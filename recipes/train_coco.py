@@ -60,7 +60,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     data.add_argument("--val-split", default="val2017")
     data.add_argument("--synthetic-train", type=positive_int, help="synthetic training images")
     data.add_argument("--synthetic-val", type=positive_int, help="synthetic validation images")
-    data.add_argument("--no-augment", action="store_true", help="train on plain crops")
+    data.add_argument("--augment", choices=("family", "short", "none"),
+                      help="training augmentation: the family's original, 'short' (the "
+                           "family's flips only, for a run of minutes; the main job's default) "
+                           "or none (default: family)")
+    data.add_argument("--no-augment", action="store_true", help="train on plain crops "
+                                                                "(= --augment none)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", choices=sorted(MODELS),
@@ -165,7 +170,7 @@ def config_from_args(args: argparse.Namespace):
         val_split=args.val_split,
         num_train_images=args.synthetic_train,
         num_val_images=args.synthetic_val,
-        augment=False if args.no_augment else None,
+        augment="none" if args.no_augment else args.augment,
         model=args.model,
         model_kwargs=model_kwargs(args.model_arg),
         input_size=tuple(args.input_size) if args.input_size else None,

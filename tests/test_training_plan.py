@@ -133,6 +133,27 @@ def test_main_job_is_budgeted_and_explicit_epochs_win():
         TrainConfig(precision="fp16").resolved()
 
 
+def test_main_job_trains_with_the_family_augmentation_cut_to_its_flips():
+    from keras_pose.data.transforms import augment_config_for
+    from keras_pose.models import RSN18
+    from keras_pose.training import TrainConfig
+    from keras_pose.training.trainer import AUGMENT_PRESETS
+
+    assert TrainConfig().resolved().augment == "short"
+    assert TrainConfig(model="cpn50").resolved().augment is None  # the family's own
+    assert TrainConfig(augment="family").resolved().augment == "family"
+    with pytest.raises(ValueError, match="--augment"):
+        TrainConfig(augment="strong").resolved()
+    spec = RSN18(input_shape=(64, 64, 3), num_keypoints=17).spec
+    family = augment_config_for(spec)
+    short = augment_config_for(spec, **AUGMENT_PRESETS["short"])
+    assert family.random_extension != (0, 0) and short.random_extension == (0, 0)
+    assert short.rotation == 0 < family.rotation
+    assert short.half_body_prob == 0 < family.half_body_prob
+    assert short.scale == (1, 1) != family.scale
+    assert (short.flip_prob, short.box_extension) == (family.flip_prob, family.box_extension)
+
+
 def test_with_a_gpu_the_main_job_trains_at_full_size(monkeypatch):
     from keras_pose.models import build_model
     from keras_pose.training import TrainConfig

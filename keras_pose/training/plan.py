@@ -30,8 +30,11 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AUTO_BF16 = True
 
 STEP_QUANTUM = 50        # planned steps are a multiple of this (same plan despite timing noise)
-WARMUP_STEPS = 2         # timed steps that are not counted (tracing, first allocations)
-TIMED_STEPS = 6          # steps whose median is the step time
+# timed steps that are not counted (tracing, first allocations, the input pipeline's workers
+# starting and its buffers filling: with 2 warm-up steps the plan's step time came out ~20%
+# above the run's own on 2 cores, and the run ended minutes early)
+WARMUP_STEPS = 5
+TIMED_STEPS = 8          # steps whose median is the step time
 EPOCHS_PER_PLAN = 8      # epochs of a planned run (backup, checkpoint and history each)
 EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one after the end)
 FINISH_SECONDS = 60.0    # final save, evaluation model, export, pictures (an estimate)
