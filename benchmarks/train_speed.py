@@ -14,7 +14,8 @@ model its wheel's config builds (run by the GPU harness' ``mmpose_models.py``, f
         --torch-python MMPOSE_VENV/bin/python --refbench ../shared/bench/gpu
 
 ``--keras-tree DIR`` times another checkout's keras_pose (e.g. the code before a change) as a
-third worker, in the same rotation.
+third worker, in the same rotation; ``--keras-env NAME=VALUE[,NAME=VALUE]`` this checkout under
+other environment settings (e.g. ``TF_NUM_INTEROP_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -133,9 +134,13 @@ def start_workers(args, precision: str) -> list[Worker]:
     common = ["--model", args.model, "--batch", str(args.batch), "--precision", precision]
     trees = [("keras-pose", os.path.dirname(os.path.dirname(here)))]
     trees += [(f"keras-pose@{os.path.basename(os.path.normpath(t))}", t) for t in args.keras_tree]
+    variants = [(label, tree, {}) for label, tree in trees]
+    variants += [(f"keras-pose[{setting}]", trees[0][1], dict(pair.split("=", 1) for pair in
+                                                             setting.split(",")))
+                 for setting in args.keras_env]
     workers = []
-    for label, tree in trees:
-        tree_env = dict(env, PYTHONPATH=os.path.abspath(tree))
+    for label, tree, extra in variants:
+        tree_env = dict(env, PYTHONPATH=os.path.abspath(tree), **extra)
         command = [sys.executable, here, "--worker", "keras", *common]
         workers.append(Worker(label, command, tree_env))
     if args.torch_python:
@@ -181,6 +186,8 @@ def main() -> None:
     parser.add_argument("--refbench", default=os.path.join("..", "shared", "bench", "gpu"))
     parser.add_argument("--keras-tree", action="append", default=[],
                         help="another keras-pose checkout to time in the same rotation")
+    parser.add_argument("--keras-env", action="append", default=[], metavar="NAME=VALUE,...",
+                        help="also time this checkout with these environment settings")
     parser.add_argument("--out", help="append one JSON line per row")
     parser.add_argument("--worker", choices=["keras", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
