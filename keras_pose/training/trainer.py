@@ -81,9 +81,9 @@ EVALUATION_OVERHEAD_SECONDS = 10.0  # image reading and pycocotools per evaluati
 # size and learning rate, and 6 epochs); MAIN_JOB_CPU only without a GPU (with one, the main
 # job trains at the family's full input size). Batch 16: on this budget the number of updates
 # is what counts (6 fixed epochs with RSN's own augmentation: AP 0.068 in 13:44; batch 32 at
-# 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 2e-2 with the short augmentation:
-# on a 600-step screen AP 0.052, against 0.036 at 1e-2 and 0.009 at 3e-3
-# (benchmarks/main_job.md).
+# 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 2e-2: on 600-step screens 3e-3 fell
+# far behind 1e-2 (AP 0.009 / 0.036, mild augmentation), 2e-2 led there (0.052), and 1e-2 to
+# 4e-2 were level with the short augmentation (0.047-0.051; benchmarks/main_job.md).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 16,
