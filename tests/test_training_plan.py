@@ -217,6 +217,25 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert curve.std() > 0 and (curve != 255).any(axis=2).mean() > 0.01
 
 
+def test_a_run_traces_its_training_step_once(tmp_path):
+    """Keras creates the compiled losses' trackers while tracing the first step unless they
+    exist, and a ``tf.function`` that creates variables is traced again: the main job's first
+    step took 32 s instead of 22. ``prepare_fit`` builds them before ``fit``."""
+    from keras_pose.training.trainer import execute, prepare
+
+    run = prepare(tiny_config(tmp_path, epochs=1, steps_per_epoch=3, draw=False))
+    traces = []
+    train_step = run.model.train_step
+
+    def counted_step(data):
+        traces.append(data)
+        return train_step(data)
+
+    run.model.train_step = counted_step
+    execute(run)
+    assert run.state.global_step == 3 and len(traces) == 1
+
+
 def test_a_bf16_run_exports_a_float32_copy_with_its_weights(tmp_path):
     import keras
 

@@ -57,7 +57,7 @@ from keras_pose.training.distribute import (
     is_multi_worker,
     logical_cpus,
     make_strategy,
-    prepare_distributed_fit,
+    prepare_fit,
     resolve_jit_compile,
     worker_name,
 )
@@ -72,7 +72,9 @@ SAVED_MODEL_DIR = "saved_model"
 SYNTHETIC_DIR = "synthetic"
 LEARNING_CURVE_PNG = "learning_curve.png"
 PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precision bf16"}
-EVALUATION_OVERHEAD_SECONDS = 10.0  # image reading and pycocotools per evaluation (estimate)
+# image reading, the prediction function's tracing and pycocotools per evaluation (the main
+# job's evaluations took 3-7 s in all: benchmarks/main_job.md)
+EVALUATION_OVERHEAD_SECONDS = 3.0
 
 # The embedded main job: what a run without a data folder trains, on the synthetic set, sized
 # by a time budget (15 minutes: the steps that fit, measured on the machine; see
@@ -431,7 +433,7 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
         model.compile(optimizer=optimizer, jit_compile=jit)
         model.optimizer.build(model.trainable_variables)
     replicas = strategy.num_replicas_in_sync
-    prepare_distributed_fit(model, inputs.dataset(num_replicas=replicas).element_spec)
+    prepare_fit(model, inputs.dataset(num_replicas=replicas).element_spec)
     if state.global_step:
         with strategy.scope():
             checkpoints.restore_backup(model, config.out_dir, state)
@@ -456,7 +458,7 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
                                    eval_every=eval_every), None
     def compile_for_timing(optimizer):
         model.compile(optimizer=optimizer, jit_compile=jit)
-        prepare_distributed_fit(model, element_spec)
+        prepare_fit(model, element_spec)
 
     element_spec = inputs.dataset(num_replicas=strategy.num_replicas_in_sync).element_spec
     with strategy.scope():
