@@ -30,6 +30,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="crop size (default: the model's benchmark size, e.g. 256 192)")
     parser.add_argument("--bf16", action="store_true", help="Keras mixed_bfloat16 policy")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", default=None, help="JSON file for the full table")
@@ -70,7 +72,8 @@ def main() -> None:
 
     if args.bf16:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = compiled_copy(args.model, MODELS[args.model], False, args.batch)
+    input_size = tuple(args.input_size) if args.input_size else MODELS[args.model]
+    model = compiled_copy(args.model, input_size, False, args.batch)
     batch = batch_for(model, args.batch)
     for _ in range(args.warmup):
         model.train_on_batch(*batch)

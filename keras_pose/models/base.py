@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 
+from keras_pose.optimizers import optimizer_class
 from keras_pose.profiles import FamilyProfile, profile_for
 from keras_pose.spec import PoseSpec
 
@@ -98,7 +99,7 @@ class PoseModel(keras.Model):
         ``learning_rate``, a float or a schedule)."""
         recipe = self.profile.training
         rate = recipe.learning_rate if learning_rate is None else learning_rate
-        optimizer = getattr(keras.optimizers, recipe.optimizer)
+        optimizer = optimizer_class(recipe.optimizer)
         return optimizer(learning_rate=rate, **recipe.optimizer_options)
 
     def default_losses(self) -> tuple[dict[str, keras.losses.Loss], dict[str, float]]:
