@@ -112,6 +112,30 @@ def test_spec_and_config(small_rsn):
     }
 
 
+def test_label_kernels_are_a_constructor_option():
+    """The main job's 32x24 heatmaps use narrower label kernels; the option travels with the
+    model's config, and the targets follow the spec."""
+    from keras_pose.data.targets import make_targets
+    from keras_pose.models import MSPN50
+
+    model = RSN18(input_shape=(64, 64, 3), compile=False, target_kernels=(7, 5, 5, 3, 3))
+    assert [o.codec.kernel_size for o in model.spec.outputs] == [5, 5, 3, 3]
+    twin = RSNModel.from_config(model.get_config())
+    assert twin.spec == model.spec and twin.get_config()["target_kernels"] == [7, 5, 5, 3, 3]
+    two_stage = MSPN50(input_shape=(64, 64, 3), num_stages=2, compile=False,
+                       target_kernels=[7, 5, 5, 3, 3])
+    assert [o.codec.kernel_size for o in two_stage.spec.outputs] == [7, 5, 5, 3, 5, 5, 3, 3]
+    keypoints = np.zeros((17, 3), np.float32)
+    keypoints[0] = (30.0, 30.0, 2.0)
+    original = RSN18(input_shape=(64, 64, 3), compile=False).spec
+    wide, narrow = (make_targets(spec, keypoints)[0]["heatmaps"][..., 0]
+                    for spec in (original, model.spec))
+    assert wide.max() == narrow.max() and (narrow > 1).sum() < (wide > 1).sum()
+    for bad in ((7, 5, 5, 3), (7, 5, 5, 3, 2), (7, 5, 5, 3, 0)):
+        with pytest.raises(ValueError, match="target_kernels"):
+            RSN18(input_shape=(64, 64, 3), compile=False, target_kernels=bad)
+
+
 def test_builders_train_one_step_and_load_weights(tmp_path):
     model = RSN18(input_shape=(64, 64, 3), num_keypoints=5)
     assert isinstance(model, RSNModel) and model.get_config()["depth"] == 18

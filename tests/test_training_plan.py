@@ -120,6 +120,10 @@ def test_main_job_is_budgeted_and_explicit_epochs_win():
     assert main.budgeted and main.time_budget == 900 and main.epochs is None
     assert main.eval_every is None  # planned
     assert main.input_size == MAIN_JOB_CPU["input_size"]
+    assert main.model_kwargs == {"target_kernels": (7, 5, 5, 3, 3)}  # 32x24 heatmaps
+    assert TrainConfig(input_size=(256, 192)).resolved().model_kwargs == {}  # the originals'
+    mine = TrainConfig(model_kwargs={"target_kernels": [9, 7, 5, 3, 1]}).resolved()
+    assert mine.model_kwargs == {"target_kernels": [9, 7, 5, 3, 1]}
     fixed = TrainConfig(epochs=3).resolved()
     assert not fixed.budgeted and fixed.time_budget is None and fixed.epochs == 3
     assert TrainConfig(epochs=3, time_budget="5m").resolved().time_budget is None
@@ -163,6 +167,7 @@ def test_with_a_gpu_the_main_job_trains_at_full_size(monkeypatch):
     assert gpu_visible()
     main = TrainConfig().resolved()
     assert main.budgeted and main.input_size is None  # the family's own input size
+    assert main.model_kwargs == {}  # and its own label kernels
     full = build_model(main.model, compile=False).spec.input_size
     assert tuple(full) == (256, 192)
     assert precision_policy("auto", False, True, gpu_visible(), True) == "float32"

@@ -136,6 +136,20 @@ def output_names(num_stages: int) -> list[str]:
     ]
 
 
+def check_target_kernels(kernels: Sequence[int] | None) -> tuple[int, ...]:
+    """The label kernels of the five targets (:data:`TARGET_KERNELS` for ``None``); a
+    ``ValueError`` names anything but five odd positive integers."""
+    if kernels is None:
+        return TARGET_KERNELS
+    values = tuple(kernels)
+    if len(values) != len(TARGET_KERNELS) or not all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 1 and k % 2 for k in values
+    ):
+        raise ValueError(f"target_kernels must be {len(TARGET_KERNELS)} odd integers >= 1 "
+                         f"(coarse to fine, e.g. {list(TARGET_KERNELS)}), got {kernels!r}")
+    return values
+
+
 def multi_stage_spec(
     family: str,
     input_size: Sequence[int],
@@ -143,16 +157,19 @@ def multi_stage_spec(
     num_stages: int,
     channel_order: str = "BGR",
     variant: str = "original",
+    target_kernels: Sequence[int] | None = None,
 ) -> PoseSpec:
     """The MSPN/RSN spec: coarse-to-fine kernels, 1/4-weighted L2 + OHKM, blur-5 decoding.
 
     ``channel_order`` is ``"RGB"`` for the ``variant="mmpose"`` graphs, whose spec also has
-    MMPose's codec convention and box padding."""
+    MMPose's codec convention and box padding. ``target_kernels``: the five label kernels
+    instead of :data:`TARGET_KERNELS` (odd, coarse to fine)."""
     profile = PROFILES[family]
+    all_kernels = check_target_kernels(target_kernels)
     kernels, losses, weights = [], [], []
     for stage in range(1, num_stages + 1):
         shift = 1 if stage == num_stages else 0
-        kernels += TARGET_KERNELS[shift : shift + NUM_UNITS]
+        kernels += all_kernels[shift : shift + NUM_UNITS]
         losses += UNIT_LOSSES
         weights += UNIT_LOSS_WEIGHTS
     outputs = megvii_outputs(
@@ -358,7 +375,9 @@ class MultiStagePoseModel(PoseModel):
         bn_momentum: float,
         variant: str,
         name: str,
+        target_kernels: Sequence[int] | None = None,
     ) -> None:
+        target_kernels = check_target_kernels(target_kernels)
         image, outputs = build_multi_stage_network(
             input_shape,
             family=self.family,
@@ -373,9 +392,8 @@ class MultiStagePoseModel(PoseModel):
         )
         channel_order = MMPOSE_CHANNEL_ORDER if variant == "mmpose" else "BGR"
         image_shape = tuple(int(v) for v in image.shape[1:])
-        spec = multi_stage_spec(
-            self.family, image_shape[:2], num_keypoints, num_stages, channel_order, variant
-        )
+        spec = multi_stage_spec(self.family, image_shape[:2], num_keypoints, num_stages,
+                                channel_order, variant, target_kernels)
         super().__init__(inputs=image, outputs=outputs, spec=spec, name=name)
         self.num_stages = num_stages
         self.image_shape = image_shape
@@ -385,10 +403,12 @@ class MultiStagePoseModel(PoseModel):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.variant = variant
+        self.target_kernels = target_kernels
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
+            "target_kernels": list(self.target_kernels),
             "num_stages": self.num_stages,
             "input_shape": list(self.image_shape),
             "num_keypoints": self.num_keypoints,
@@ -413,6 +433,9 @@ class MSPNModel(MultiStagePoseModel):
         variant: ``"original"`` (megvii-research/MSPN) or ``"mmpose"`` (MMPose 1.x's MSPN:
             no conv biases, RGB input with ImageNet mean/std; loads MMPose checkpoints).
         name: model name (default ``mspn_{num_stages}stage``).
+        target_kernels: the five label kernels, coarse to fine (default the originals'
+            ``(15, 11, 9, 7, 5)``, sized for 64x48 heatmaps; the main job's 32x24 ones use
+            ``(7, 5, 5, 3, 3)``).
 
     Outputs ``stage{s}_unit{u}`` (coarse to fine) and ``heatmaps`` (last stage, finest unit),
     all ``(N, H/4, W/4, K)`` on the 0..255 target scale.
@@ -430,6 +453,7 @@ class MSPNModel(MultiStagePoseModel):
         bn_momentum: float = 0.9,
         variant: str = "original",
         name: str | None = None,
+        target_kernels: Sequence[int] | None = None,
     ) -> None:
         super().__init__(
             MSPN_DOWNSAMPLE,
@@ -442,6 +466,7 @@ class MSPNModel(MultiStagePoseModel):
             bn_momentum=bn_momentum,
             variant=variant,
             name=name or f"mspn_{num_stages}stage",
+            target_kernels=target_kernels,
         )
 
 

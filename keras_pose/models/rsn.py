@@ -63,6 +63,7 @@ class RSNModel(MultiStagePoseModel):
         variant: ``"original"`` (caiyuanhao1998/RSN) or ``"mmpose"`` (MMPose 1.x's RSN: no
             conv biases, RGB input with ImageNet mean/std; loads MMPose checkpoints).
         name: model name (default ``rsn{depth}``, or ``{S}xrsn{depth}`` for S stages).
+        target_kernels: the five label kernels, as :class:`~keras_pose.models.mspn.MSPNModel`.
 
     Outputs as :class:`~keras_pose.models.mspn.MSPNModel`: ``stage{s}_unit{u}`` and
     ``heatmaps``.
@@ -82,6 +83,7 @@ class RSNModel(MultiStagePoseModel):
         bn_momentum: float = 0.9,
         variant: str = "original",
         name: str | None = None,
+        target_kernels: Sequence[int] | None = None,
     ) -> None:
         default_name = f"rsn{depth}" if num_stages == 1 else f"{num_stages}xrsn{depth}"
         super().__init__(
@@ -95,6 +97,7 @@ class RSNModel(MultiStagePoseModel):
             bn_momentum=bn_momentum,
             variant=variant,
             name=name or default_name,
+            target_kernels=target_kernels,
         )
         self.depth = depth
 
