@@ -10,8 +10,9 @@ fused ``ResourceApplyAdam`` kernel, one node per variable:
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
     w -= m * alpha / (sqrt(v) + epsilon)
 
-which is Keras' formula term for term (only ``1 - beta`` is rounded once in float32 by the
-kernel instead of in float64 by Python: a relative 2e-7 on ``1 - beta_1``). Weight decay,
+which is Keras' formula term for term (only ``1 - beta`` is rounded in float32 by the kernel
+instead of in float64 by Python: a relative 2e-7 on ``1 - beta_1`` and 1.3e-5 on ``1 - beta_2``,
+~1e-5 of each update). Weight decay,
 gradient clipping, accumulation, EMA and loss scaling stay Keras' (the base class applies
 them around ``update_step``); ``amsgrad``, other backends and variables without a resource
 handle keep Keras' own update. Same variables and config as ``keras.optimizers.Adam``, so
