@@ -1,14 +1,18 @@
 """A run sized by a time budget: durations, CPU/GPU detection, precision, the plan itself, the
-main job's defaults with and without a GPU, and a tiny budgeted run end to end (plan line,
-schedule over the planned steps, weights untouched by the timing, learning curve)."""
+main job's defaults with and without a GPU, the re-plan after the first epoch, and a tiny
+budgeted run end to end (plan lines, schedule over the planned steps, weights untouched by the
+timing, the re-planned run repeated by its flags, learning curve)."""
 
 import dataclasses
 
 import cv2
+import keras
 import numpy as np
 import pytest
 
+from keras_pose.training import checkpoints
 from keras_pose.training import plan as planning
+from keras_pose.training.checkpoints import TrainingState
 from keras_pose.training.plan import (
     BudgetPlan,
     cpu_flags,
@@ -16,6 +20,7 @@ from keras_pose.training.plan import (
     parse_duration,
     plan_budget,
     precision_policy,
+    replan_budget,
 )
 
 
@@ -77,17 +82,63 @@ def test_precision_policy():
 
 
 def test_plan_fits_the_budget_and_scales_with_the_step_time():
-    slow = plan_budget(900, 60, 0.6, 15)
-    fast = plan_budget(900, 60, 0.3, 15)
+    slow = plan_budget(900, 60, 0.62, 15)
+    fast = plan_budget(900, 60, 0.31, 15)
     for plan in (slow, fast):
         assert plan.total_steps == plan.epochs * plan.steps_per_epoch
         assert 800 < plan.expected_seconds <= 900
         assert plan.eval_every * planning.EVALUATIONS >= plan.epochs  # evaluations spread out
     assert 1.9 < fast.total_steps / slow.total_steps < 2.1
-    assert plan_budget(900, 60, 0.6, 15) == slow  # a pure function of what was measured
+    assert plan_budget(900, 60, 0.62, 15) == slow  # a pure function of what was measured
     # a few percent of timing noise rarely moves the plan (steps in STEP_QUANTUM units)
-    assert plan_budget(900, 60, 0.601, 15).total_steps == slow.total_steps
+    assert plan_budget(900, 60, 0.621, 15).total_steps == slow.total_steps
     assert slow.flags() == f"--epochs {slow.epochs} --steps-per-epoch {slow.steps_per_epoch}"
+
+
+@pytest.mark.parametrize("first_seconds, run_seconds", [(0.5, 0.4), (0.4, 0.5), (0.4, 0.4)])
+def test_replan_sizes_the_other_epochs_from_the_first(first_seconds, run_seconds):
+    """The first plan rests on a few timed steps; after the first epoch the run knows its own
+    step time and re-sizes the other epochs to end on time."""
+    first = plan_budget(900, 45, first_seconds, 8)
+    first_epoch_end = 45 + first.steps_per_epoch * run_seconds + planning.EPOCH_END_SECONDS
+    plan = replan_budget(first, 900, first_epoch_end, run_seconds)
+    assert plan.epochs == first.epochs and plan.eval_every == first.eval_every
+    assert plan.first_epoch_steps == first.steps_per_epoch
+    assert plan.steps_per_epoch % planning.EPOCH_QUANTUM == 0
+    assert plan.total_steps == first.steps_per_epoch + (plan.epochs - 1) * plan.steps_per_epoch
+    assert plan.seconds_per_step == run_seconds
+    # it ends within one quantum of steps per epoch of the budget less the margin
+    slack = (plan.epochs - 1) * planning.EPOCH_QUANTUM * run_seconds
+    assert 900 - planning.MARGIN_SECONDS - slack <= plan.expected_seconds
+    assert plan.expected_seconds <= 900 - planning.MARGIN_SECONDS
+    # a faster run than timed gets longer epochs, a slower one shorter, an equal one the
+    # same steps (give or take the first plan's rounding)
+    change = plan.total_steps - first.total_steps
+    if first_seconds == run_seconds:
+        assert abs(change) <= planning.STEP_QUANTUM
+    else:
+        assert np.sign(change) == np.sign(first_seconds - run_seconds)
+        assert abs(change) > 0.15 * first.total_steps
+    assert plan.flags() == (f"--epochs {plan.epochs} --steps-per-epoch {plan.steps_per_epoch} "
+                            f"--first-epoch-steps {first.steps_per_epoch}")
+
+
+def test_a_first_epoch_of_its_own_length_in_the_training_state():
+    state = TrainingState(steps_per_epoch=5, epochs=3, first_epoch_steps=3)
+    assert state.total_steps == 3 + 2 * 5
+    located = [state.locate(step) for step in (0, 2, 3, 7, 8, 12, 13)]
+    assert located == [(0, 0), (0, 2), (1, 0), (1, 4), (2, 0), (2, 4), (3, 0)]
+    assert [state.steps_in_epoch(e) for e in range(3)] == [3, 5, 5]
+    # the first epoch trains on the schedule of 3 epochs of its length, the rest on the run's
+    assert state.schedule_steps == 9
+    state.global_step = 3
+    assert (state.epoch, state.step_in_epoch, state.schedule_steps) == (1, 0, 13)
+    uniform = TrainingState(steps_per_epoch=5, epochs=3, global_step=7)
+    assert (uniform.total_steps, uniform.epoch, uniform.step_in_epoch) == (15, 1, 2)
+    assert uniform.schedule_steps == 15
+    with pytest.raises(ValueError, match="first_epoch_steps"):
+        state.check_compatible(5, 0, 0, None)
+    state.check_compatible(5, 0, 0, 3)
 
 
 def test_plan_with_fixed_epoch_length_and_a_budget_too_small():
@@ -188,11 +239,13 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     from keras_pose.training.trainer import execute, prepare
 
     monkeypatch.setattr(planning, "STEP_QUANTUM", 4)
+    monkeypatch.setattr(planning, "EPOCH_QUANTUM", 3)
     monkeypatch.setattr(planning, "EPOCHS_PER_PLAN", 2)
     monkeypatch.setattr(planning, "FINISH_SECONDS", 0.0)
-    reference = prepare(tiny_config(tmp_path / "reference", epochs=1))
+    reference = prepare(tiny_config(tmp_path / "reference", epochs=1, precision="fp32"))
     reference.lock.release()
-    run = prepare(tiny_config(tmp_path, time_budget=1))  # far too short: the smallest plan
+    # far too short: the smallest plan, re-planned after epoch 1 to the smallest epochs
+    run = prepare(tiny_config(tmp_path, time_budget=1, precision="fp32"))
     assert "time budget (1 s) is too short" in caplog.text
     assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
     assert (run.state.epochs, run.state.steps_per_epoch) == (2, 2)
@@ -203,19 +256,44 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
 
+    traces = []
+    train_step = run.model.train_step
+
+    def counted_step(data):
+        traces.append(data)
+        return train_step(data)
+
+    run.model.train_step = counted_step
     summary = execute(run)
+    assert len(traces) == 1  # the re-plan and the second fit call did not trace again
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     printed = capsys.readouterr().out
     plan_lines = [line for line in printed.splitlines() if line.startswith("PLAN tiny 64x48")]
-    assert len(plan_lines) == 1 and "4 steps" in plan_lines[0]
+    assert len(plan_lines) == 2 and "2 epochs x 2 steps of 4 = 4 steps" in plan_lines[0]
     assert "s/step measured" in plan_lines[0]
-    precision = "bf16" if run.policy == "mixed_bfloat16" else "fp32"
-    assert f"--epochs 2 --steps-per-epoch 2 --seed 0 --precision {precision}" in plan_lines[0]
-    assert summary["plan"]["total_steps"] == summary["global_step"] == 4
+    assert "--epochs 2 --steps-per-epoch 2 --seed 0 --precision fp32" in plan_lines[0]
+    # re-planned from epoch 1's own steps: the second epoch as long as the quantum allows
+    assert "1 epoch x 2 + 1 x 3 steps of 4 = 5 steps" in plan_lines[1]
+    assert "s/step in epoch 1" in plan_lines[1]
+    repeat = "--epochs 2 --steps-per-epoch 3 --first-epoch-steps 2 --seed 0 --precision fp32"
+    assert repeat in plan_lines[1]
+    assert summary["first_plan"]["total_steps"] == 4
+    assert summary["plan"]["total_steps"] == summary["global_step"] == 5
+    assert schedule.total_steps == 5  # the schedule was re-sized to the new plan
+    assert [entry["global_step"] for entry in summary["history"]] == [2, 5]
     seconds = [entry["seconds"] for entry in summary["history"]]
     assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]
+    saved = checkpoints.load_state(run.config.out_dir)
+    assert (saved.first_epoch_steps, saved.steps_per_epoch, saved.global_step) == (2, 3, 5)
+
+    # the flags repeat the run exactly: same data, same schedule, same weights
+    again = prepare(tiny_config(tmp_path / "repeat", epochs=2, steps_per_epoch=3,
+                                first_epoch_steps=2, precision="fp32", draw=False))
+    assert execute(again)["global_step"] == 5
+    for mine, theirs in zip(run.model.get_weights(), again.model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
 
     curve = cv2.imread(summary["artifacts"]["learning_curve"])
     assert curve is not None and curve.shape[:2] == (540, 720)
@@ -278,3 +356,47 @@ def test_learning_curve_is_drawn_from_the_history(tmp_path):
     assert ap_colour[270:].sum() > 200 and ap_colour[:270].sum() == 0
     with pytest.raises(ValueError, match="no timed epoch"):
         draw_learning_curve([{"epoch": 1, "loss": 1.0}], str(tmp_path / "none.png"))
+
+
+@pytest.mark.parametrize("stop_at", [1, 3])
+def test_a_run_with_its_own_first_epoch_resumes_exactly(tmp_path, monkeypatch, stop_at):
+    """Stopped inside its first epoch (on the first epoch's schedule) or after it (on the
+    run's), a run with a first epoch of its own length resumes to the same weights."""
+    from keras_pose.training import trainer
+
+    def config(name, **changes):
+        return tiny_config(tmp_path, out_dir=str(tmp_path / name), epochs=2, steps_per_epoch=3,
+                           first_epoch_steps=2, precision="fp32", draw=False, backup_every=1,
+                           **changes)
+
+    reference = trainer.prepare(config("reference"))
+    trainer.execute(reference)
+
+    class Interrupt(keras.callbacks.Callback):
+        def __init__(self, progress):
+            super().__init__()
+            self.progress = progress
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.progress.global_step == stop_at:
+                raise KeyboardInterrupt
+
+    make_callbacks = trainer.make_callbacks
+
+    def interrupted_callbacks(run, progress):
+        callbacks, evaluation = make_callbacks(run, progress)
+        return callbacks + [Interrupt(progress)], evaluation
+
+    monkeypatch.setattr(trainer, "make_callbacks", interrupted_callbacks)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.execute(trainer.prepare(config("stopped")))
+    monkeypatch.setattr(trainer, "make_callbacks", make_callbacks)
+    assert checkpoints.load_state(tmp_path / "stopped").global_step == stop_at
+
+    resumed = trainer.prepare(config("stopped", resume=True))
+    assert resumed.state.global_step == stop_at
+    assert trainer.execute(resumed)["global_step"] == 5
+    schedule = resumed.model.optimizer._learning_rate  # noqa: SLF001
+    assert schedule.total_steps == 5
+    for mine, theirs in zip(resumed.model.get_weights(), reference.model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)

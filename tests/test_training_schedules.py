@@ -74,6 +74,42 @@ def test_keras_file_with_a_scheduled_optimizer_round_trips(tmp_path):
         float(model.optimizer.learning_rate))
 
 
+@pytest.mark.parametrize("schedule, resized", [
+    (WarmupLinearDecay(1.0, 100, 10, 0.1), WarmupLinearDecay(1.0, 180, 12, 0.1)),
+    (WarmupMultiStep(1.0, [50, 80], 0.1, 5, 0.01), WarmupMultiStep(1.0, [90, 150], 0.1, 9, 0.01)),
+])
+def test_a_resizable_schedule_takes_a_new_length_after_tracing(schedule, resized):
+    """A budgeted run re-plans its length after its training step is traced: the traced
+    schedule must follow the new step counts without tracing again."""
+    import tensorflow as tf
+
+    steps = [0, 4, 7, 11, 60, 95, 120, 170, 200]
+    before, after = rates(schedule, steps), rates(resized, steps)
+    assert not np.allclose(before, after)
+    schedule.make_resizable()
+    traces = []
+
+    @tf.function
+    def traced(step):
+        traces.append(step)
+        return schedule(step)
+
+    def traced_rates():
+        return np.array([float(traced(tf.constant(step, tf.int64))) for step in steps])
+
+    np.testing.assert_allclose(traced_rates(), before, rtol=1e-6)
+    schedule.resize(resized)
+    np.testing.assert_allclose(traced_rates(), after, rtol=1e-6)
+    assert len(traces) == 1
+    assert schedule.get_config() == resized.get_config()  # what a saved model records
+    two_steps = WarmupMultiStep(1.0, [5, 8], 0.1)
+    with pytest.raises(ValueError, match="resizable"):
+        two_steps.resize(WarmupMultiStep(1.0, [6, 9], 0.1))
+    two_steps.make_resizable()
+    with pytest.raises(ValueError, match="not as many values"):
+        two_steps.resize(WarmupMultiStep(1.0, [5], 0.1))
+
+
 def test_tfcpn_halves_every_sixty_of_four_hundred_epochs():
     total = 4000
     schedule = make_schedule(RECIPES["cpn"], total, global_batch=256)

@@ -12,6 +12,7 @@ costs the epoch's backup), the evaluation before the history, the checkpoints an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -47,6 +48,30 @@ class RunProgress(keras.callbacks.Callback):
         self.state.global_step += 1
 
 
+class StepClock(keras.callbacks.Callback):
+    """Notes when each step ends (a synchronous callback: Keras waits for the step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[float] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.ends = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.ends.append(time.perf_counter())
+
+    def intervals(self) -> list[float]:
+        """Seconds of each step: its input wait and the other callbacks' work included."""
+        return [b - a for a, b in itertools.pairwise(self.ends)]
+
+    def seconds_per_step(self, skip: int = 1) -> float:
+        """The mean step, leaving out the first ``skip`` (the first one traces)."""
+        steps = self.intervals()
+        timed = steps[skip:] or steps
+        return sum(timed) / len(timed)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops the run at the first step whose loss (any of the logged losses) is NaN or
     infinite, by raising :class:`~keras_pose.training.checkpoints.NonFiniteError` before any
@@ -67,9 +92,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 def non_finite_message(state: TrainingState, bad: dict[str, float]) -> str:
     losses = ", ".join(f"{name} = {value}" for name, value in sorted(bad.items()))
     backup = state.weights_file or "none yet"
+    epoch, step = state.locate(state.global_step - 1)
     return (f"training stopped: {losses} at global step {state.global_step} (epoch "
-            f"{(state.global_step - 1) // state.steps_per_epoch + 1}, step "
-            f"{(state.global_step - 1) % state.steps_per_epoch + 1}); nothing non-finite was "
+            f"{epoch + 1}, step {step + 1}); nothing non-finite was "
             f"saved. --resume continues from the last backup ({backup}); a lower learning rate "
             "(--lr) may be needed")
 

@@ -57,6 +57,9 @@ class TrainingState:
         global_step: training steps completed (batches consumed) since the start of the run.
         steps_per_epoch, global_batch, seed: the run's layout; a resume must use the same.
         epochs: the run's planned number of epochs.
+        first_epoch_steps: the first epoch's steps where they differ from the others' (0: the
+            same). Such a first epoch trains on the schedule of ``epochs`` of its length, the
+            rest on that of the whole run (a budgeted run re-planned after its first epoch).
         best_ap, best_epoch: best validation AP so far and the (1-based) epoch that had it.
         history: one dict of logs per completed epoch (losses, learning rate, AP).
         weights_file: the weights + optimizer file of this state (in the backup folder).
@@ -73,26 +76,56 @@ class TrainingState:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     weights_file: str = ""
     model: str = ""
+    first_epoch_steps: int = 0
     version: int = STATE_VERSION
+
+    @property
+    def first_epoch(self) -> int:
+        """Steps of the first epoch."""
+        return self.first_epoch_steps or self.steps_per_epoch
+
+    @property
+    def total_steps(self) -> int:
+        return self.first_epoch + (self.epochs - 1) * self.steps_per_epoch
+
+    def locate(self, global_step: int) -> tuple[int, int]:
+        """``(epochs completed, steps into the next)`` after ``global_step`` steps."""
+        if global_step < self.first_epoch:
+            return 0, global_step
+        epochs, step = divmod(global_step - self.first_epoch, self.steps_per_epoch)
+        return epochs + 1, step
 
     @property
     def epoch(self) -> int:
         """Epochs completed."""
-        return self.global_step // self.steps_per_epoch
+        return self.locate(self.global_step)[0]
 
     @property
     def step_in_epoch(self) -> int:
-        return self.global_step % self.steps_per_epoch
+        return self.locate(self.global_step)[1]
 
-    def check_compatible(self, steps_per_epoch: int, global_batch: int, seed: int) -> None:
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Steps of epoch ``epoch`` (0-based)."""
+        return self.first_epoch if epoch == 0 else self.steps_per_epoch
+
+    @property
+    def schedule_steps(self) -> int:
+        """The length of the learning-rate schedule the next step trains on."""
+        if self.global_step < self.first_epoch != self.steps_per_epoch:
+            return self.epochs * self.first_epoch
+        return self.total_steps
+
+    def check_compatible(self, steps_per_epoch: int, global_batch: int, seed: int,
+                         first_epoch_steps: int | None = None) -> None:
         """Raise unless a resumed run has the layout of the saved one (otherwise its data
         stream and schedule would not continue where they stopped)."""
-        saved = (self.steps_per_epoch, self.global_batch, self.seed)
-        asked = (steps_per_epoch, global_batch, seed)
+        saved = (self.steps_per_epoch, self.first_epoch, self.global_batch, self.seed)
+        asked = (steps_per_epoch, first_epoch_steps or steps_per_epoch, global_batch, seed)
         if saved != asked:
             raise ValueError(
-                "cannot resume: the backup was made with steps_per_epoch, global batch, seed = "
-                f"{saved}, this run asks for {asked}; resume with the same settings"
+                "cannot resume: the backup was made with steps_per_epoch, first_epoch_steps, "
+                f"global batch, seed = {saved}, this run asks for {asked}; resume with the "
+                "same settings"
             )
 
 

@@ -4,9 +4,12 @@ A budgeted run (``--time-budget``, the main job's default) times a few training 
 own model on its own data (:func:`measure_step_seconds`), then :func:`plan_budget` turns the
 time left into a number of steps, split into epochs, with evaluations spread over the run. The
 learning-rate schedule is made for that total, so it warms up and decays over the whole run
-whatever the machine's speed. The plan is a pure function of the measured step time, rounded
-to :data:`STEP_QUANTUM` steps, so two runs on one machine usually get the same plan; the plan
-line prints the ``--epochs``/``--steps-per-epoch`` that repeat it exactly.
+whatever the machine's speed. A few timed steps can be off by a quarter on a shared machine,
+so after its first epoch the run times its own steps and
+:func:`replan_budget` re-sizes the other epochs (and the schedule, which is then made for the
+new total) to end the run on time. Plans are pure functions of the measured step time, rounded
+to :data:`STEP_QUANTUM` (:data:`EPOCH_QUANTUM`) steps; the plan lines print the flags that
+repeat a plan exactly (``--first-epoch-steps`` for a re-planned one).
 
 Precision: ``fp32``, ``bf16`` (``mixed_bfloat16``) or ``auto``: bf16 for a budgeted run on a
 CPU with AVX512-BF16 or AMX (:func:`cpu_has_bf16`) when :data:`AUTO_BF16` says it measured
@@ -16,10 +19,8 @@ faster with a loss that follows fp32's, float32 otherwise.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import re
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AUTO_BF16 = True
 
 STEP_QUANTUM = 50        # planned steps are a multiple of this (same plan despite timing noise)
+EPOCH_QUANTUM = 5        # re-planned epochs' steps are a multiple of this
 # timed steps that are not counted (tracing, first allocations, the input pipeline's workers
 # starting and its buffers filling: with 2 warm-up steps the plan's step time came out ~20%
 # above the run's own on 2 cores, and the run ended minutes early)
@@ -41,12 +43,13 @@ TIMED_STEPS = 10
 EPOCHS_PER_PLAN = 8      # epochs of a planned run (backup, checkpoint and history each)
 EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one after the end)
 # final save, evaluation model, export, pictures: 43 s measured on 2026-12-04, 22 s on 12-05
-# (where the last epoch's evaluation is reused); kept high on purpose (benchmarks/main_job.md)
-FINISH_SECONDS = 45.0
+# (where the last epoch's evaluation is reused; benchmarks/main_job.md)
+FINISH_SECONDS = 30.0
 EPOCH_END_SECONDS = 3.0  # backup and checkpoint at each epoch end (an estimate)
 MARGIN_SECONDS = 20.0    # the plan ends this long before the budget (timing noise)
 # the run's steps take longer than the timed ones: backups every 200 steps, the input
-# pipeline's workers and TensorBoard under way (main job on 2 cores: 1.02-1.07x)
+# pipeline's workers and TensorBoard under way (main job on 2 cores: 1.02-1.07x); a re-plan
+# times the run's own steps and needs no factor
 STEP_TIME_FACTOR = 1.05
 
 
@@ -138,6 +141,8 @@ class BudgetPlan:
         eval_every: epochs between COCO AP evaluations.
         seconds_per_step: the measured training step.
         expected_seconds: the whole run's expected wall time (from the start of the process).
+        eval_seconds: the estimate of one COCO AP evaluation.
+        first_epoch_steps: a re-planned run's first epoch (``None``: as long as the others).
     """
 
     total_steps: int
@@ -146,10 +151,15 @@ class BudgetPlan:
     eval_every: int
     seconds_per_step: float
     expected_seconds: float
+    eval_seconds: float = 0.0
+    first_epoch_steps: int | None = None
 
     def flags(self) -> str:
         """The command-line flags that repeat this plan exactly."""
-        return f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}"
+        flags = f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}"
+        if self.first_epoch_steps is not None:
+            flags += f" --first-epoch-steps {self.first_epoch_steps}"
+        return flags
 
 
 def plan_budget(
@@ -189,10 +199,41 @@ def plan_budget(
         epochs = max(1, total // steps_per_epoch)
     total = epochs * steps_per_epoch
     eval_every = max(1, math.ceil(epochs / max(1, evaluations)))
-    evals = epochs // eval_every + (epochs % eval_every > 0)
+    evals = evaluations_after(0, epochs, eval_every)
     expected = (elapsed_seconds + total * seconds_per_step + evals * eval_seconds
                 + epochs * EPOCH_END_SECONDS + FINISH_SECONDS)
-    return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected)
+    return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected,
+                      eval_seconds)
+
+
+def evaluations_after(done_epochs: int, epochs: int, eval_every: int) -> int:
+    """The evaluations of a run's epochs after ``done_epochs`` (every ``eval_every``-th epoch
+    and the last one)."""
+    periodic = epochs // eval_every - done_epochs // eval_every
+    return periodic + (epochs % eval_every > 0)
+
+
+def replan_budget(plan: BudgetPlan, budget_seconds: float, elapsed_seconds: float,
+                  seconds_per_step: float) -> BudgetPlan:
+    """``plan`` after its first epoch, with the other epochs as long as fits the budget at
+    ``seconds_per_step`` (the first epoch's own steps), ``elapsed_seconds`` after the start."""
+    if seconds_per_step <= 0:
+        raise ValueError(f"seconds_per_step must be > 0, got {seconds_per_step}")
+    epochs_left = plan.epochs - 1
+    if epochs_left < 1:
+        return plan
+    evals = evaluations_after(1, plan.epochs, plan.eval_every)
+    fixed = (elapsed_seconds + FINISH_SECONDS + MARGIN_SECONDS + evals * plan.eval_seconds
+             + epochs_left * EPOCH_END_SECONDS)
+    per_epoch = max(0.0, budget_seconds - fixed) / seconds_per_step / epochs_left
+    per_epoch = max(EPOCH_QUANTUM, int(per_epoch) // EPOCH_QUANTUM * EPOCH_QUANTUM)
+    expected = (elapsed_seconds + epochs_left * (per_epoch * seconds_per_step
+                                                 + EPOCH_END_SECONDS)
+                + evals * plan.eval_seconds + FINISH_SECONDS)
+    return dataclasses.replace(
+        plan, total_steps=plan.steps_per_epoch + epochs_left * per_epoch,
+        steps_per_epoch=per_epoch, first_epoch_steps=plan.steps_per_epoch,
+        seconds_per_step=seconds_per_step, expected_seconds=expected)
 
 
 def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
@@ -203,25 +244,14 @@ def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
     one, set to learning rate 0) that ``compile_model(optimizer)`` compiles the model with; the
     model's weights (BatchNorm statistics included) are restored afterwards, for the run to
     compile its own optimizer."""
-    import keras
-
-    class Timing(keras.callbacks.Callback):
-        """Times the step ends (a synchronous callback: Keras waits for each step)."""
-
-        def on_train_begin(self, logs=None):
-            ends.append(time.perf_counter())
-
-        def on_train_batch_end(self, batch, logs=None):
-            ends.append(time.perf_counter())
+    from keras_pose.training.callbacks import StepClock
 
     steps = WARMUP_STEPS + TIMED_STEPS if steps is None else steps
-    ends: list[float] = []
+    clock = StepClock()
     weights = model.get_weights()
     optimizer.learning_rate = 0.0
     compile_model(optimizer)
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0,
-              callbacks=[Timing()], shuffle=False)
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock],
+              shuffle=False)
     model.set_weights(weights)
-    intervals = [b - a for a, b in itertools.pairwise(ends)]  # each step, its input wait too
-    timed = intervals[WARMUP_STEPS:] or intervals
-    return STEP_TIME_FACTOR * sum(timed) / len(timed), intervals[0]
+    return STEP_TIME_FACTOR * clock.seconds_per_step(WARMUP_STEPS), clock.intervals()[0]

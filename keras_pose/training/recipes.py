@@ -82,6 +82,12 @@ def make_optimizer(
     return model.default_optimizer(learning_rate=rate)
 
 
+def learning_rate_schedule(optimizer: Any) -> Any:
+    """The learning rate ``optimizer`` was given: a schedule object, or its rate variable."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return optimizer._learning_rate  # noqa: SLF001  (the schedule object, not its value)
+
+
 def readme_table() -> str:
     """A markdown table of the defaults and the published AP of every model (README)."""
     lines = [

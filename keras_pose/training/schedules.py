@@ -11,6 +11,12 @@ compiled optimizer loads again (``import keras_pose.training`` registers them).
 
 The warm-up factor at step ``t < W`` is ``f + (1 - f) t / W`` (the detectron/cvpack form the
 originals use), reaching 1 at ``t = W``.
+
+A run that re-plans its length after tracing its training step (a budgeted run, see
+:mod:`keras_pose.training.plan`) calls :meth:`~ResizableSchedule.make_resizable` before the
+first step: the step counts are then read from variables, and :meth:`~ResizableSchedule.
+resize` moves them to another schedule's (TensorFlow; a traced JAX step keeps the values it
+was traced with).
 """
 
 from __future__ import annotations
@@ -19,19 +25,56 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 
-def _warmup_factor(step, warmup_steps: int, warmup_factor: float):
-    """``f + (1 - f) * step / W`` below ``W`` steps, 1 from then on."""
-    if warmup_steps <= 0:
-        return ops.ones_like(step)
-    progress = ops.minimum(step / float(warmup_steps), 1.0)
-    return warmup_factor + (1.0 - warmup_factor) * progress
+def _warmup_factor(step, warmup_steps, warmup_factor: float):
+    """``f + (1 - f) * step / W`` below ``W`` steps, 1 from then on (and without a warm-up)."""
+    progress = ops.minimum(step / ops.maximum(warmup_steps, 1.0), 1.0)
+    factor = warmup_factor + (1.0 - warmup_factor) * progress
+    return ops.where(warmup_steps > 0, factor, ops.ones_like(step))
+
+
+class ResizableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule whose step counts (:attr:`LENGTH_FIELDS`) can change after tracing."""
+
+    LENGTH_FIELDS: tuple[str, ...] = ()
+    _length_variables: dict[str, Any] | None = None
+
+    def make_resizable(self) -> None:
+        """Read the step counts from variables from now on (before the step is traced)."""
+        if self._length_variables is None:
+            self._length_variables = {
+                name: keras.Variable(self._length_value(name), dtype="float32",
+                                     trainable=False, name=f"schedule_{name}")
+                for name in self.LENGTH_FIELDS
+            }
+
+    def resize(self, other: ResizableSchedule) -> None:
+        """Take ``other``'s step counts (same class and rate; a resizable schedule)."""
+        if type(other) is not type(self) or self._length_variables is None:
+            raise ValueError("resize needs a resizable schedule and another of its class")
+        for name in self.LENGTH_FIELDS:
+            if other._length_value(name).shape != self._length_value(name).shape:
+                raise ValueError(f"cannot resize {name} from {getattr(self, name)} to "
+                                 f"{getattr(other, name)}: not as many values")
+        for name in self.LENGTH_FIELDS:
+            setattr(self, name, getattr(other, name))
+            self._length_variables[name].assign(self._length_value(name))
+
+    def _length_value(self, name: str) -> np.ndarray:
+        return np.asarray(getattr(self, name), dtype="float32")
+
+    def _length(self, name: str):
+        """The step count ``name``: its variable when resizable, else a constant."""
+        if self._length_variables is not None:
+            return self._length_variables[name]
+        return ops.convert_to_tensor(self._length_value(name))
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupLinearDecay(ResizableSchedule):
     """Linear warm-up to ``learning_rate`` over ``warmup_steps``, then linear decay to 0.
 
     Args:
@@ -40,6 +83,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: length of the warm-up (0: none).
         warmup_factor: the warm-up starts at ``warmup_factor * learning_rate``.
     """
+
+    LENGTH_FIELDS = ("total_steps", "warmup_steps")
 
     def __init__(
         self,
@@ -60,10 +105,10 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        warm = _warmup_factor(step, self.warmup_steps, self.warmup_factor)
-        remaining = (self.total_steps - step) / float(self.total_steps - self.warmup_steps)
-        decay = ops.clip(remaining, 0.0, 1.0)
-        factor = ops.where(step < self.warmup_steps, warm, decay)
+        total, warmup = self._length("total_steps"), self._length("warmup_steps")
+        warm = _warmup_factor(step, warmup, self.warmup_factor)
+        decay = ops.clip((total - step) / (total - warmup), 0.0, 1.0)
+        factor = ops.where(step < warmup, warm, decay)
         return self.learning_rate * factor
 
     def get_config(self) -> dict[str, Any]:
@@ -76,7 +121,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="keras_pose")
-class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupMultiStep(ResizableSchedule):
     """``learning_rate * factor ** (number of boundaries passed)``, after an optional warm-up.
 
     Args:
@@ -86,6 +131,8 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
         factor: the multiplier at each boundary (0.5 tf-cpn, 0.1 MMPose).
         warmup_steps, warmup_factor: linear warm-up, as :class:`WarmupLinearDecay`.
     """
+
+    LENGTH_FIELDS = ("boundaries", "warmup_steps")
 
     def __init__(
         self,
@@ -108,12 +155,10 @@ class WarmupMultiStep(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
-        passed = ops.zeros_like(step)
-        for boundary in self.boundaries:
-            passed = passed + ops.cast(step >= boundary, "float32")
+        passed = ops.sum(ops.cast(step >= self._length("boundaries"), "float32"))
         decay = ops.power(self.factor, passed)
         return self.learning_rate * decay * _warmup_factor(
-            step, self.warmup_steps, self.warmup_factor
+            step, self._length("warmup_steps"), self.warmup_factor
         )
 
     def get_config(self) -> dict[str, Any]:

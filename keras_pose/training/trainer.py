@@ -20,8 +20,9 @@ Output folder (one per run: ``out_dir``, or a new ``work_dirs/<model>/<date-time
     learning_curve.png     training loss and validation AP against time (``draw=True``)
 
 A budgeted run (``time_budget``; the main job's default) first times a few steps and plans its
-length to fit (:mod:`keras_pose.training.plan`); every run prints a ``PLAN`` line before its
-first step and a ``FINAL`` line at the end.
+length to fit, then re-plans its other epochs from its first (:mod:`keras_pose.training.plan`);
+every run prints a ``PLAN`` line before its first step (and a budgeted one another after its
+first epoch) and a ``FINAL`` line at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from keras_pose.training.callbacks import (
     RefreshBackupState,
     RunProgress,
     StepBackup,
+    StepClock,
     StopOnNonFiniteLoss,
     SyncReplicaStatistics,
     TensorBoardLogger,
@@ -61,7 +63,13 @@ from keras_pose.training.distribute import (
     resolve_jit_compile,
     worker_name,
 )
-from keras_pose.training.recipes import make_optimizer, recipe_for
+from keras_pose.training.recipes import (
+    learning_rate_schedule,
+    make_optimizer,
+    make_schedule,
+    recipe_for,
+)
+from keras_pose.training.schedules import ResizableSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +157,8 @@ class TrainConfig:
     Optimisation:
         epochs: default: as many samples as the original saw (:class:`FamilyRecipe`).
         steps_per_epoch: default: one pass over the training people.
+        first_epoch_steps: the first epoch's steps, where they differ (a re-planned budgeted
+            run's; its first epoch trains on the schedule of ``epochs`` x these steps).
         batch_size: global crops per step (default: the original's per-GPU batch x replicas).
         learning_rate: base (peak) rate; default the family's, scaled to the batch.
         schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
@@ -201,6 +211,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
+    first_epoch_steps: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
     schedule: str = "family"
@@ -286,6 +297,7 @@ class TrainConfig:
 # Numeric settings: (field, command-line flag, smallest value allowed). ``None`` stays a default.
 NUMBER_LIMITS = (
     ("epochs", "--epochs", 1), ("steps_per_epoch", "--steps-per-epoch", 1),
+    ("first_epoch_steps", "--first-epoch-steps", 1),
     ("batch_size", "--batch-size", 1), ("num_train_images", "--synthetic-train", 1),
     ("num_val_images", "--synthetic-val", 1), ("backup_every", "--backup-every", 0),
     ("keep_checkpoints", "--keep-checkpoints", 0), ("eval_every", "--eval-every", 0),
@@ -376,12 +388,15 @@ class Run:
     policy: str
     started: float
     lock: run_folder.RunLock | None = None
-    plan: Any = None  # the BudgetPlan of a budgeted run
+    plan: Any = None  # the BudgetPlan of a budgeted run (re-planned after its first epoch)
     previous_policy: str = "float32"  # the global dtype policy before the run set its own
+    replan: bool = False  # re-plan the epochs after the first one
+    first_plan: Any = None  # the plan before the re-plan
+    schedule_steps: int = 0  # the length of the optimizer's schedule now
 
     @property
     def total_steps(self) -> int:
-        return self.state.epochs * self.state.steps_per_epoch
+        return self.state.total_steps
 
 
 def prepare(config: TrainConfig) -> Run:
@@ -423,9 +438,11 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     val_people = check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images,
                                          config.default_sigma)
     jit = resolve_jit_compile(config.jit_compile, strategy)
-    plan = None
+    plan, replan = None, False
     if config.budgeted:
+        planned_epochs = config.steps_per_epoch is None
         config, plan = plan_run(config, strategy, model, inputs, jit, val_people, started)
+        replan = plan is not None and planned_epochs and plan.epochs > 1
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch is None:
         steps_per_epoch = inputs.steps_per_pass()
@@ -436,8 +453,12 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
     state.check_model(model_identity(config.model, model.spec), config.out_dir)
     with strategy.scope():
-        optimizer = make_optimizer(model, epochs * steps_per_epoch, inputs.global_batch,
+        optimizer = make_optimizer(model, state.schedule_steps, inputs.global_batch,
                                    config.learning_rate, config.schedule)
+        schedule = learning_rate_schedule(optimizer)
+        if (replan or state.schedule_steps != state.total_steps) and isinstance(
+                schedule, ResizableSchedule):
+            schedule.make_resizable()  # before the step is traced
         model.compile(optimizer=optimizer, jit_compile=jit)
         model.optimizer.build(model.trainable_variables)
     replicas = strategy.num_replicas_in_sync
@@ -445,7 +466,8 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     if state.global_step:
         with strategy.scope():
             checkpoints.restore_backup(model, config.out_dir, state)
-    return Run(config, strategy, paths, model, inputs, state, jit, policy, started, plan=plan)
+    return Run(config, strategy, paths, model, inputs, state, jit, policy, started, plan=plan,
+               replan=replan, schedule_steps=state.schedule_steps)
 
 
 def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInput,
@@ -463,6 +485,7 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
         epochs, per_epoch = saved.epochs, saved.steps_per_epoch
         eval_every = config.eval_every or max(1, math.ceil(epochs / planning.EVALUATIONS))
         return dataclasses.replace(config, epochs=epochs, steps_per_epoch=per_epoch,
+                                   first_epoch_steps=saved.first_epoch_steps or None,
                                    eval_every=eval_every), None
     def compile_for_timing(optimizer):
         model.compile(optimizer=optimizer, jit_compile=jit)
@@ -573,20 +596,20 @@ def resumed_state(
 ) -> TrainingState:
     """The saved state with ``resume`` (checked against this run's layout), else a fresh one."""
     fresh = TrainingState(steps_per_epoch=steps_per_epoch, global_batch=batch, seed=config.seed,
-                          epochs=epochs)
+                          epochs=epochs, first_epoch_steps=config.first_epoch_steps or 0)
     if not config.resume:
         return fresh  # (a folder holding a run was refused or cleared by claim_run_folder)
     state = checkpoints.load_state(config.out_dir)
     if state is None:
         logger.warning("--resume: no backup in %s, starting from scratch", config.out_dir)
         return fresh
-    state.check_compatible(steps_per_epoch, batch, config.seed)
+    state.check_compatible(steps_per_epoch, batch, config.seed, config.first_epoch_steps)
     if state.epochs != epochs:
         logger.warning("resuming a run of %d epochs as one of %d: the learning-rate schedule "
                        "stretches accordingly", state.epochs, epochs)
         state.epochs = epochs
     logger.info("resuming at global step %d (epoch %d, step %d of %d)", state.global_step,
-                state.epoch + 1, state.step_in_epoch, steps_per_epoch)
+                state.epoch + 1, state.step_in_epoch, state.steps_in_epoch(state.epoch))
     return state
 
 
@@ -627,23 +650,62 @@ def make_callbacks(run: Run, progress: RunProgress) -> tuple[list, CocoEvaluatio
 
 def fit(run: Run, callbacks: list) -> None:
     """``model.fit`` from the state's global step to the end: the rest of an interrupted epoch
-    first (a ``fit`` call of its remaining steps), then whole epochs; the data stream starts
-    where it stopped."""
+    first (a ``fit`` call of its remaining steps), a first epoch of its own length (or one to
+    re-plan after) next, then whole epochs; the data stream starts where it stopped."""
     state, model = run.state, run.model
     verbose = run.config.verbose if is_chief(run.strategy) else 0
     while state.global_step < run.total_steps:
         epoch, done = state.epoch, state.step_in_epoch
-        extra = []
+        alone = bool(done) or epoch == 0 and (run.replan or state.first_epoch
+                                               != state.steps_per_epoch)
+        extra = [StopAfterEpoch(epoch)] if alone else []
         if done:
             logger.info("resuming epoch %d at step %d of %d", epoch + 1, done,
-                        state.steps_per_epoch)
-            extra = [StopAfterEpoch(epoch)]
-        data = training_data(run)
-        model.fit(data, epochs=state.epochs, initial_epoch=epoch,
-                  steps_per_epoch=state.steps_per_epoch - done, callbacks=callbacks + extra,
-                  verbose=verbose, shuffle=False)
-        if not done or state.step_in_epoch:
+                        state.steps_in_epoch(epoch))
+        clock = StepClock()
+        if run.replan:
+            extra.append(clock)
+        model.fit(training_data(run), epochs=state.epochs, initial_epoch=epoch,
+                  steps_per_epoch=state.steps_in_epoch(epoch) - done,
+                  callbacks=callbacks + extra, verbose=verbose, shuffle=False)
+        if not alone or state.step_in_epoch:
             break  # the run is complete, or a callback stopped it
+        if run.replan:
+            replan(run, clock.seconds_per_step())
+        follow_schedule(run)
+
+
+def replan(run: Run, seconds_per_step: float) -> None:
+    """Re-size the epochs after the first from its steps' measured time (see
+    :func:`~keras_pose.training.plan.replan_budget`); the chief saves the new layout (a
+    resume continues it) and prints its ``PLAN`` line."""
+    from keras_pose.training import plan as planning
+
+    elapsed = max(time.perf_counter() - run.started, planning.process_seconds())
+    plan = planning.replan_budget(run.plan, run.config.time_budget, elapsed, seconds_per_step)
+    run.state.steps_per_epoch = plan.steps_per_epoch
+    run.state.first_epoch_steps = plan.first_epoch_steps or 0
+    run.config = dataclasses.replace(run.config, steps_per_epoch=plan.steps_per_epoch,
+                                     first_epoch_steps=plan.first_epoch_steps)
+    run.first_plan, run.plan, run.replan = run.plan, plan, False
+    if is_chief(run.strategy):
+        checkpoints.write_state(run.config.out_dir, run.state)
+        print(plan_line(run), flush=True)
+
+
+def follow_schedule(run: Run) -> None:
+    """Make the optimizer's schedule the one of the state's next step (a run whose first
+    epoch has its own length moves to the whole run's schedule after it)."""
+    steps = run.state.schedule_steps
+    if steps == run.schedule_steps:
+        return
+    schedule = learning_rate_schedule(run.model.optimizer)
+    if isinstance(schedule, ResizableSchedule):
+        config = run.config
+        schedule.resize(make_schedule(recipe_for(run.model.spec.family), steps,
+                                      run.state.global_batch, config.learning_rate,
+                                      config.schedule))
+    run.schedule_steps = steps
 
 
 def training_data(run: Run):
@@ -727,12 +789,16 @@ def plan_line(run: Run) -> str:
     from keras_pose.training.plan import gpu_visible
 
     device = "GPU" if gpu_visible() else f"CPU ({os.cpu_count()} cores)"
+    epochs = f"{state.epochs} epochs x {state.steps_per_epoch}"
+    if state.first_epoch != state.steps_per_epoch:
+        epochs = f"1 epoch x {state.first_epoch} + {state.epochs - 1} x {state.steps_per_epoch}"
     line = (f"PLAN {run.config.model} {'x'.join(map(str, run.model.spec.input_size))}, "
-            f"{run.policy}, {device}: {state.epochs} epochs x {state.steps_per_epoch} steps of "
-            f"{state.global_batch} = {run.total_steps} steps, COCO AP every "
-            f"{run.config.eval_every or state.epochs} epoch(s)")
+            f"{run.policy}, {device}: {epochs} steps of {state.global_batch} = "
+            f"{run.total_steps} steps, COCO AP every {run.config.eval_every or state.epochs} "
+            "epoch(s)")
     if plan is not None:
-        line += (f" | {plan.seconds_per_step:.2f} s/step measured, expected "
+        measured = "measured" if run.first_plan is None else "in epoch 1"
+        line += (f" | {plan.seconds_per_step:.2f} s/step {measured}, expected "
                  f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
                  f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
                  f"{PRECISION_FLAGS.get(run.policy, '')}")
@@ -745,9 +811,8 @@ def _minutes(seconds: float) -> str:
 
 
 def describe_learning_rate(optimizer: Any) -> str:
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    schedule = optimizer._learning_rate  # noqa: SLF001  (the schedule object, not its value)
-    name = type(optimizer).__name__
+    schedule = learning_rate_schedule(optimizer)
+    name = type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return f"{name} {type(schedule).__name__}{schedule.get_config()}"
     return f"{name} lr {float(keras.ops.convert_to_numpy(schedule)):g}"
@@ -809,6 +874,7 @@ def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
         "jit_compile": run.jit_compile,
         "precision": run.policy,
         "plan": None if run.plan is None else dataclasses.asdict(run.plan),
+        "first_plan": None if run.first_plan is None else dataclasses.asdict(run.first_plan),
         "metrics": {k: float(metrics[k]) for k in names if k in metrics},
         "best_ap": state.best_ap,
         "best_epoch": state.best_epoch,
