@@ -4,7 +4,7 @@ Keras 3's ``Adam`` writes each variable's update as about a dozen small ops (cas
 ``m``, ``v``, the square root and the division); on TensorFlow that is ~12 graph nodes per
 variable (RSN-18: 5,500 nodes, 16 s of Python tracing out of a 28 s first step, and ~3% of
 every CPU step spent scheduling them). :class:`Adam` computes the same update with TensorFlow's
-fused ``ResourceApplyAdam`` kernel, one node per variable:
+fused ``ResourceApplyAdam`` kernel, one node per variable (and ``beta^t`` once per step):
 
     alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
     m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2)
@@ -21,6 +21,7 @@ checkpoints and backups of either load into the other.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import keras
@@ -40,15 +41,38 @@ class Adam(keras.optimizers.Adam):
         dtype = variable.dtype
         index = self._get_variable_index(variable)
         momentum, velocity = self._momentums[index], self._velocities[index]
-        local_step = ops.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        beta1_power, beta2_power = self._beta_powers(index, dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=handle, m=_resource_handle(momentum), v=_resource_handle(velocity),
-            beta1_power=ops.power(beta_1, local_step), beta2_power=ops.power(beta_2, local_step),
+            beta1_power=beta1_power, beta2_power=beta2_power,
             lr=ops.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype),
             use_locking=False,
         )
+
+    def _beta_powers(self, index: int, dtype: Any) -> tuple[Any, Any]:
+        """``(beta_1^t, beta_2^t)`` of this step, computed once per step and dtype in a traced
+        graph (not once per variable: 4 scalar ops x every variable). A step updates each
+        variable once, so a variable seen again starts the next step's powers."""
+        import tensorflow as tf
+
+        graph = tf.compat.v1.get_default_graph() if tf.inside_function() else None
+        steps = _POWERS.setdefault(graph, {}) if graph is not None else {}
+        key = (id(self), dtype)
+        seen, powers = steps.get(key, (set(), None))
+        if powers is None or index in seen:
+            local_step = ops.cast(self.iterations + 1, dtype)
+            powers = (ops.power(ops.cast(self.beta_1, dtype), local_step),
+                      ops.power(ops.cast(self.beta_2, dtype), local_step))
+            seen = set()
+        seen.add(index)
+        steps[key] = (seen, powers)
+        return powers
+
+
+# per traced graph: (optimizer id, dtype) -> (variables updated, beta powers of their step)
+_POWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _resource_handle(variable: Any) -> Any:

@@ -298,3 +298,22 @@ def test_recipe_int8_with_synthetic_calibration_and_built_models(tmp_path):
     assert built.spec.input_size == (128, 96) and built.spec.family == "rsn"
     with pytest.raises(ValueError, match="unknown model"):
         recipe.load_model(parser.parse_args(["--model", "resnet"]))
+
+
+def test_tensorflows_rename_notice_is_one_short_line():
+    import logging
+
+    from keras_pose.export._archive import ShortRenameNotice
+
+    names = ", ".join(f"input_{i}" for i in range(600))
+    renamed = ", ".join(f"cond_1_input_{i}" for i in range(600))
+    record = logging.LogRecord(
+        "tensorflow", logging.WARNING, __file__, 1,
+        "Function `%s` contains input name(s) %s with unsupported characters which will be "
+        "renamed to %s in the SavedModel.", ("predict_crops", names, renamed), None)
+    assert ShortRenameNotice().filter(record)
+    message = record.getMessage()
+    assert len(message) < 150 and "predict_crops" in message and "600 input names" in message
+    other = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "other %s", ("x",),
+                              None)
+    assert ShortRenameNotice().filter(other) and other.getMessage() == "other x"

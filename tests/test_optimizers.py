@@ -15,7 +15,7 @@ from keras_pose.optimizers import Adam, optimizer_class
 SHAPES = [(3, 3, 4, 8), (8,), (5,)]
 
 
-def run_steps(optimizer_type, steps=5, **options):
+def run_steps(optimizer_type, steps=6, per_call=1, **options):
     rng = np.random.default_rng(0)
     variables = [keras.Variable(rng.normal(size=s).astype("float32")) for s in SHAPES]
     start = [v.numpy() for v in variables]
@@ -26,12 +26,13 @@ def run_steps(optimizer_type, steps=5, **options):
     optimizer.build(variables)
 
     @tf.function
-    def step(gradients):
-        optimizer.apply_gradients(zip(gradients, variables))
+    def step(*calls):
+        for gradients in calls:  # per_call optimizer steps in one traced function
+            optimizer.apply_gradients(zip(gradients, variables))
 
-    for gradients in grads:
-        step([tf.constant(g) for g in gradients])
-    graph = step.get_concrete_function([tf.TensorSpec(s) for s in SHAPES]).graph
+    for first in range(0, steps, per_call):
+        step(*[[tf.constant(g) for g in gradients] for gradients in grads[first:][:per_call]])
+    graph = step.get_concrete_function(*[[tf.TensorSpec(s) for s in SHAPES]] * per_call).graph
     return start, [v.numpy() for v in variables], [op.type for op in graph.get_operations()]
 
 
@@ -46,6 +47,17 @@ def test_fused_adam_gives_keras_adams_weights(options):
     assert fused_ops.count("ResourceApplyAdam") == len(SHAPES)
     assert "ResourceApplyAdam" not in keras_ops
     assert keras_ops.count("Sqrt") - fused_ops.count("Sqrt") == 2 * len(SHAPES)  # per variable
+    assert fused_ops.count("Pow") == 2  # beta_1^t and beta_2^t once per step
+
+
+def test_fused_adam_steps_twice_in_one_traced_function():
+    """Several steps in one graph (as ``steps_per_execution`` may unroll them): each step's
+    beta powers are its own."""
+    start, expected, _ = run_steps(keras.optimizers.Adam)
+    _, fused, ops = run_steps(Adam, per_call=2)
+    assert ops.count("ResourceApplyAdam") == 2 * len(SHAPES) and ops.count("Pow") == 4
+    for before, want, got in zip(start, expected, fused):
+        assert np.abs(got - want).max() <= 3e-5 * np.abs(want - before).max()
 
 
 def test_amsgrad_keeps_keras_update():
