@@ -256,14 +256,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
 
-    traces = []
-    train_step = run.model.train_step
-
-    def counted_step(data):
-        traces.append(data)
-        return train_step(data)
-
-    run.model.train_step = counted_step
+    traces = count_traces(run.model)
     summary = execute(run)
     assert len(traces) == 1  # the re-plan and the second fit call did not trace again
     import keras
@@ -300,6 +293,19 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert curve.std() > 0 and (curve != 255).any(axis=2).mean() > 0.01
 
 
+def count_traces(model) -> list:
+    """The list to which each trace of ``model``'s training step appends its input."""
+    traces = []
+    train_step = model.train_step
+
+    def counted_step(data):
+        traces.append(data)
+        return train_step(data)
+
+    model.train_step = counted_step
+    return traces
+
+
 def test_a_run_traces_its_training_step_once(tmp_path):
     """Keras creates the compiled losses' trackers while tracing the first step unless they
     exist, and a ``tf.function`` that creates variables is traced again: the main job's first
@@ -307,14 +313,7 @@ def test_a_run_traces_its_training_step_once(tmp_path):
     from keras_pose.training.trainer import execute, prepare
 
     run = prepare(tiny_config(tmp_path, epochs=1, steps_per_epoch=3, draw=False))
-    traces = []
-    train_step = run.model.train_step
-
-    def counted_step(data):
-        traces.append(data)
-        return train_step(data)
-
-    run.model.train_step = counted_step
+    traces = count_traces(run.model)
     execute(run)
     assert run.state.global_step == 3 and len(traces) == 1
 
