@@ -91,9 +91,11 @@ EVALUATION_OVERHEAD_SECONDS = 3.0
 # size and learning rate, and 6 epochs); MAIN_JOB_CPU only without a GPU (with one, the main
 # job trains at the family's full input size). Batch 16: on this budget the number of updates
 # is what counts (6 fixed epochs with RSN's own augmentation: AP 0.068 in 13:44; batch 32 at
-# 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 2e-2: on 600-step screens 3e-3 fell
-# far behind 1e-2 (AP 0.009 / 0.036, mild augmentation), 2e-2 led there (0.052), and 1e-2 to
-# 4e-2 were level with the short augmentation (0.047-0.051; benchmarks/main_job.md).
+# 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 1e-2: on 600-step screens 3e-3 fell
+# far behind 1e-2 (AP 0.009 / 0.036, mild augmentation), and 1e-2 to 4e-2 were level with the
+# short augmentation (0.047-0.051); over a whole run 2e-2 ended anywhere in 0.285-0.352 with
+# the plan (two plans: 0.2845 / 0.3516), 1e-2 at 0.3075 / 0.3146 on the same two plans
+# (benchmarks/main_job.md).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 16,
@@ -103,7 +105,7 @@ SYNTHETIC_DEFAULTS = {
     "num_val_images": 100,
 }
 MAIN_JOB_MODEL = {
-    "learning_rate": 2e-2,
+    "learning_rate": 1e-2,
     "time_budget": "15m",
     "augment": "short",
 }
