@@ -94,8 +94,8 @@ EVALUATION_OVERHEAD_SECONDS = 3.0
 # 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 1e-2: on 600-step screens 3e-3 fell
 # far behind 1e-2 (AP 0.009 / 0.036, mild augmentation), and 1e-2 to 4e-2 were level with the
 # short augmentation (0.047-0.051); over a whole run 2e-2 ended anywhere in 0.285-0.352 with
-# the plan (two plans: 0.2845 / 0.3516), 1e-2 at 0.3075 / 0.3146 on the same two plans
-# (benchmarks/main_job.md).
+# the plan (two plans: 0.2845 / 0.3516), 1e-2 at 0.3075 / 0.3146 on the same two plans and
+# 0.290-0.323 over four (a narrower spread, the same mean; benchmarks/main_job.md).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 16,
