@@ -317,3 +317,14 @@ def test_tensorflows_rename_notice_is_one_short_line():
     other = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "other %s", ("x",),
                               None)
     assert ShortRenameNotice().filter(other) and other.getMessage() == "other x"
+
+
+def test_an_export_logs_the_rename_notice_as_one_short_line(tmp_path, caplog):
+    """The notice above, from a real export (absl's logger in TensorFlow 2.21): one short line
+    per function, not the list of every weight's input."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        saved_model(tiny_model(), tmp_path / "tiny", flip_test=True, flip_indices=FLIP_INDICES)
+    notices = [r.getMessage() for r in caplog.records if "renamed" in r.getMessage()]
+    assert notices and all(len(n) < 150 and "input names renamed" in n for n in notices)

@@ -33,11 +33,17 @@ def write_saved_model(
         setattr(module, name, traced)
         signatures[name] = traced.get_concrete_function()
     notice = ShortRenameNotice()
-    logging.getLogger("tensorflow").addFilter(notice)
+    for logger in NOTICE_LOGGERS:
+        logging.getLogger(logger).addFilter(notice)
     try:
         tf.saved_model.save(module, directory, signatures=signatures)
     finally:
-        logging.getLogger("tensorflow").removeFilter(notice)
+        for logger in NOTICE_LOGGERS:
+            logging.getLogger(logger).removeFilter(notice)
+
+
+# TensorFlow 2.21 writes the rename notice through absl's logger; older releases through its own
+NOTICE_LOGGERS = ("absl", "tensorflow")
 
 
 class ShortRenameNotice(logging.Filter):
