@@ -244,21 +244,27 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     monkeypatch.setattr(planning, "FINISH_SECONDS", 0.0)
     reference = prepare(tiny_config(tmp_path / "reference", epochs=1, precision="fp32"))
     reference.lock.release()
+    traces = count_class_traces(monkeypatch, type(reference.model))
     # far too short: the smallest plan, re-planned after epoch 1 to the smallest epochs
     run = prepare(tiny_config(tmp_path, time_budget=1, precision="fp32"))
+    assert len(traces) == 1  # the timed steps traced the run's step
     assert "time budget (1 s) is too short" in caplog.text
     assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
     assert (run.state.epochs, run.state.steps_per_epoch) == (2, 2)
     assert run.config.eval_every == 1
     schedule = run.model.optimizer._learning_rate  # noqa: SLF001
     assert schedule.total_steps == run.total_steps == 4  # the schedule decays over the plan
-    # the timing steps left no trace: same seed, same initial weights (BatchNorm included)
+    # the timed steps were undone: same seed, same initial weights (BatchNorm included), and
+    # the optimizer at step 0 with zero moments
     for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+    optimizer_state = [v.numpy() for v in run.model.optimizer.variables]
+    assert len(optimizer_state) == len(reference.model.optimizer.variables) > 2
+    for mine, theirs in zip(optimizer_state, reference.model.optimizer.variables):
+        np.testing.assert_array_equal(mine, theirs.numpy())
 
-    traces = count_traces(run.model)
     summary = execute(run)
-    assert len(traces) == 1  # the re-plan and the second fit call did not trace again
+    assert len(traces) == 1  # neither the run, its re-plan nor its second fit traced again
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
@@ -291,6 +297,43 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     curve = cv2.imread(summary["artifacts"]["learning_curve"])
     assert curve is not None and curve.shape[:2] == (540, 720)
     assert curve.std() > 0 and (curve != 255).any(axis=2).mean() > 0.01
+
+
+def test_a_budgeted_run_that_slows_down_stops_at_its_deadline(tmp_path, monkeypatch, capsys,
+                                                               caplog):
+    """A plan that fits its budget gets a deadline guard: when the budget's end comes closer
+    than planned (here: the run's start is moved back once it is prepared, as if the machine
+    had been slower than timed), training stops at the step after which the rest would not
+    fit, and the run still saves, evaluates and reports its model."""
+    import time
+
+    from keras_pose.training.trainer import execute, prepare
+
+    monkeypatch.setattr(planning, "FINISH_SECONDS", 0.0)
+    run = prepare(tiny_config(tmp_path, time_budget=3600, precision="fp32", draw=False))
+    assert run.plan.expected_seconds <= 3600 and run.total_steps > 1000
+    elapsed = max(time.perf_counter() - run.started, planning.process_seconds())
+    run.started -= 3600 - 15 - elapsed  # the budget ends in 15 s
+    summary = execute(run)
+    assert 0 < summary["global_step"] < summary["plan"]["total_steps"] == run.total_steps
+    assert "stopping training at step" in caplog.text
+    final = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FINAL")]
+    assert f"{summary['global_step']} steps of 4 (stopped at the time budget" in final[0]
+    assert np.isfinite(summary["metrics"]["AP"])
+    assert checkpoints.load_state(run.config.out_dir).global_step == summary["global_step"]
+
+
+def count_class_traces(monkeypatch, model_class) -> list:
+    """The list to which each trace of a training step of ``model_class`` appends its input."""
+    traces = []
+    train_step = model_class.train_step
+
+    def counted_step(self, data):
+        traces.append(data)
+        return train_step(self, data)
+
+    monkeypatch.setattr(model_class, "train_step", counted_step)
+    return traces
 
 
 def count_traces(model) -> list:

@@ -72,6 +72,31 @@ class StepClock(keras.callbacks.Callback):
         return sum(timed) / len(timed)
 
 
+class StopAtDeadline(keras.callbacks.Callback):
+    """Ends a budgeted run's training at the first step after which one more step and
+    ``reserve_seconds`` (what follows training: its last evaluation, save, export, pictures)
+    would end after ``deadline`` (a ``time.perf_counter()`` value). The run's plan is sized to
+    end before it; this catches a machine that slowed down after the plan was made."""
+
+    def __init__(self, progress: RunProgress, deadline: float, step_seconds: float,
+                 reserve_seconds: float) -> None:
+        super().__init__()
+        self.progress = progress
+        self.deadline = deadline
+        self.step_seconds = step_seconds
+        self.reserve_seconds = reserve_seconds
+        self.stopped_at: int | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        late = time.perf_counter() + self.step_seconds + self.reserve_seconds - self.deadline
+        if late > 0:
+            self.stopped_at = self.progress.global_step
+            logger.warning("stopping training at step %d of %d: one more step would end the "
+                           "run %.0f s after its time budget", self.stopped_at,
+                           self.progress.state.total_steps, late)
+            self.model.stop_training = True
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stops the run at the first step whose loss (any of the logged losses) is NaN or
     infinite, by raising :class:`~keras_pose.training.checkpoints.NonFiniteError` before any

@@ -9,7 +9,9 @@ so after its first epoch the run times its own steps and
 :func:`replan_budget` re-sizes the other epochs (and the schedule, which is then made for the
 new total) to end the run on time. Plans are pure functions of the measured step time, rounded
 to :data:`STEP_QUANTUM` (:data:`EPOCH_QUANTUM`) steps; the plan lines print the flags that
-repeat a plan exactly (``--first-epoch-steps`` for a re-planned one).
+repeat a plan exactly (``--first-epoch-steps`` for a re-planned one). Should the machine slow
+down after the plan was made, a deadline guard ends training at the step after which the rest
+would not fit (:class:`~keras_pose.training.callbacks.StopAtDeadline`).
 
 Precision: ``fp32``, ``bf16`` (``mixed_bfloat16``) or ``auto``: bf16 for a budgeted run on a
 CPU with AVX512-BF16 or AMX (:func:`cpu_has_bf16`) when :data:`AUTO_BF16` says it measured
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -42,11 +44,13 @@ WARMUP_STEPS = 5
 TIMED_STEPS = 10
 EPOCHS_PER_PLAN = 8      # epochs of a planned run (backup, checkpoint and history each)
 EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one after the end)
-# final save, evaluation model, export, pictures: 43 s measured on 2026-12-04, 22 s on 12-05
-# (where the last epoch's evaluation is reused; benchmarks/main_job.md)
-FINISH_SECONDS = 30.0
+# final save, evaluation model, export, pictures: 43 s measured on 2026-12-04, 22 s on 12-05,
+# 17-18 s on 12-06 (the last epoch's evaluation is reused; benchmarks/main_job.md)
+FINISH_SECONDS = 20.0
 EPOCH_END_SECONDS = 3.0  # backup and checkpoint at each epoch end (an estimate)
-MARGIN_SECONDS = 20.0    # the plan ends this long before the budget (timing noise)
+# the plan ends this long before the budget (the finish's own noise: a run whose steps slow
+# down after the plan is stopped in time by the deadline guard, callbacks.StopAtDeadline)
+MARGIN_SECONDS = 10.0
 # the run's steps take longer than the timed ones: backups every 200 steps, the input
 # pipeline's workers and TensorBoard under way (main job on 2 cores: 1.02-1.07x); a re-plan
 # times the run's own steps and needs no factor
@@ -175,8 +179,8 @@ def plan_budget(
 
     Args:
         budget_seconds: the whole run's wall time.
-        elapsed_seconds: spent before training (data, model, measurement, the first step's
-            tracing to come).
+        elapsed_seconds: spent before training (data, model, the timed steps, which trace the
+            run's step).
         seconds_per_step: one training step.
         eval_seconds: one COCO AP evaluation.
         steps_per_epoch: fixed (``--steps-per-epoch``); default: the total over ``epochs``.
@@ -236,22 +240,20 @@ def replan_budget(plan: BudgetPlan, budget_seconds: float, elapsed_seconds: floa
         seconds_per_step=seconds_per_step, expected_seconds=expected)
 
 
-def measure_step_seconds(model: Any, dataset: Any, optimizer: Any,
-                         compile_model: Callable[[Any], None], steps: int | None = None
-                         ) -> tuple[float, float]:
-    """``(seconds of a training step in a run: the mean timed one x STEP_TIME_FACTOR, seconds
-    of the first step)`` of ``model`` on ``dataset``, timed with ``optimizer`` (a throw-away
-    one, set to learning rate 0) that ``compile_model(optimizer)`` compiles the model with; the
-    model's weights (BatchNorm statistics included) are restored afterwards, for the run to
-    compile its own optimizer."""
+def measure_step_seconds(model: Any, dataset: Any, steps: int | None = None) -> float:
+    """Seconds of a training step in a run (the mean timed one x STEP_TIME_FACTOR) of the
+    compiled ``model`` on ``dataset`` (its first step traces the run's). The steps are undone:
+    the weights (BatchNorm statistics included) and the optimizer's state (step counter,
+    moments) are restored afterwards, so the run starts from where it was."""
     from keras_pose.training.callbacks import StepClock
 
     steps = WARMUP_STEPS + TIMED_STEPS if steps is None else steps
     clock = StepClock()
     weights = model.get_weights()
-    optimizer.learning_rate = 0.0
-    compile_model(optimizer)
+    optimizer_state = [variable.numpy() for variable in model.optimizer.variables]
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock],
               shuffle=False)
     model.set_weights(weights)
-    return STEP_TIME_FACTOR * clock.seconds_per_step(WARMUP_STEPS), clock.intervals()[0]
+    for variable, value in zip(model.optimizer.variables, optimizer_state, strict=True):
+        variable.assign(value)
+    return STEP_TIME_FACTOR * clock.seconds_per_step(WARMUP_STEPS)

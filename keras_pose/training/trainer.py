@@ -48,6 +48,7 @@ from keras_pose.training.callbacks import (
     RunProgress,
     StepBackup,
     StepClock,
+    StopAtDeadline,
     StopOnNonFiniteLoss,
     SyncReplicaStatistics,
     TensorBoardLogger,
@@ -83,6 +84,9 @@ PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precisi
 # image reading, the prediction function's tracing and pycocotools per evaluation (the main
 # job's evaluations took 3-7 s in all: benchmarks/main_job.md)
 EVALUATION_OVERHEAD_SECONDS = 3.0
+# the schedule length a budgeted run is compiled with before its plan exists (any length: its
+# timed steps are undone, and the schedule is resized to the plan's before the first step)
+PROVISIONAL_SCHEDULE_STEPS = 1000
 
 # The embedded main job: what a run without a data folder trains, on the synthetic set, sized
 # by a time budget (15 minutes: the steps that fit, measured on the machine; see
@@ -440,11 +444,12 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
     val_people = check_validation_inputs(paths, inputs.dataset_info, config.eval_max_images,
                                          config.default_sigma)
     jit = resolve_jit_compile(config.jit_compile, strategy)
-    plan, replan = None, False
+    plan, replan, timed = None, False, False
     if config.budgeted:
         planned_epochs = config.steps_per_epoch is None
         config, plan = plan_run(config, strategy, model, inputs, jit, val_people, started)
-        replan = plan is not None and planned_epochs and plan.epochs > 1
+        timed = plan is not None
+        replan = timed and planned_epochs and plan.epochs > 1
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch is None:
         steps_per_epoch = inputs.steps_per_pass()
@@ -454,22 +459,33 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
         epochs = recipe.default_epochs(steps_per_epoch * inputs.global_batch)
     state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
     state.check_model(model_identity(config.model, model.spec), config.out_dir)
-    with strategy.scope():
-        optimizer = make_optimizer(model, state.schedule_steps, inputs.global_batch,
-                                   config.learning_rate, config.schedule)
-        schedule = learning_rate_schedule(optimizer)
-        if (replan or state.schedule_steps != state.total_steps) and isinstance(
-                schedule, ResizableSchedule):
-            schedule.make_resizable()  # before the step is traced
-        model.compile(optimizer=optimizer, jit_compile=jit)
-        model.optimizer.build(model.trainable_variables)
-    replicas = strategy.num_replicas_in_sync
-    prepare_fit(model, inputs.dataset(num_replicas=replicas).element_spec)
+    if not timed:  # (a timed run's model is compiled, on a schedule to resize to the plan's)
+        compile_run(model, config, strategy, inputs, state.schedule_steps, jit,
+                    resizable=state.schedule_steps != state.total_steps)
     if state.global_step:
         with strategy.scope():
             checkpoints.restore_backup(model, config.out_dir, state)
-    return Run(config, strategy, paths, model, inputs, state, jit, policy, started, plan=plan,
-               replan=replan, schedule_steps=state.schedule_steps)
+    run = Run(config, strategy, paths, model, inputs, state, jit, policy, started, plan=plan,
+              replan=replan,
+              schedule_steps=PROVISIONAL_SCHEDULE_STEPS if timed else state.schedule_steps)
+    follow_schedule(run)
+    return run
+
+
+def compile_run(model: Any, config: TrainConfig, strategy: Any, inputs: TrainingInput,
+                schedule_steps: int, jit: bool, resizable: bool) -> None:
+    """Compile ``model`` with the family's optimizer on a schedule of ``schedule_steps``
+    (``resizable``: its length can change after the step is traced), optimizer built and
+    ``fit``'s losses ready."""
+    with strategy.scope():
+        optimizer = make_optimizer(model, schedule_steps, inputs.global_batch,
+                                   config.learning_rate, config.schedule)
+        schedule = learning_rate_schedule(optimizer)
+        if resizable and isinstance(schedule, ResizableSchedule):
+            schedule.make_resizable()  # before the step is traced
+        model.compile(optimizer=optimizer, jit_compile=jit)
+        model.optimizer.build(model.trainable_variables)
+    prepare_fit(model, inputs.dataset(num_replicas=strategy.num_replicas_in_sync).element_spec)
 
 
 def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInput,
@@ -489,17 +505,15 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
         return dataclasses.replace(config, epochs=epochs, steps_per_epoch=per_epoch,
                                    first_epoch_steps=saved.first_epoch_steps or None,
                                    eval_every=eval_every), None
-    def compile_for_timing(optimizer):
-        model.compile(optimizer=optimizer, jit_compile=jit)
-        prepare_fit(model, element_spec)
-
-    element_spec = inputs.dataset(num_replicas=strategy.num_replicas_in_sync).element_spec
+    # the run's own optimizer times the steps (one trace for timing and run); weights and
+    # optimizer state are restored after, and the schedule is resized to the plan's
+    compile_run(model, config, strategy, inputs, PROVISIONAL_SCHEDULE_STEPS, jit,
+                resizable=True)
     with strategy.scope():
-        step, first = planning.measure_step_seconds(
-            model, inputs.distributed(strategy), model.default_optimizer(), compile_for_timing)
+        step = planning.measure_step_seconds(model, inputs.distributed(strategy))
     eval_seconds = evaluation_seconds(val_people, config.eval_batch_size, inputs.global_batch,
                                       step)
-    elapsed = max(time.perf_counter() - started, planning.process_seconds()) + first
+    elapsed = max(time.perf_counter() - started, planning.process_seconds())
     plan = planning.plan_budget(config.time_budget, elapsed, step, eval_seconds,
                                 config.steps_per_epoch)
     if plan.expected_seconds > config.time_budget:
@@ -647,7 +661,21 @@ def make_callbacks(run: Run, progress: RunProgress) -> tuple[list, CocoEvaluatio
         if config.tensorboard:
             callbacks.append(TensorBoardLogger(os.path.join(out, "logs"), progress,
                                                config.tensorboard_every))
+    if run.plan is not None and run.plan.expected_seconds <= config.time_budget:
+        callbacks.append(deadline_guard(run, progress))  # (a budget too short runs its plan)
     return callbacks, evaluation
+
+
+def deadline_guard(run: Run, progress: RunProgress) -> StopAtDeadline:
+    """The :class:`~keras_pose.training.callbacks.StopAtDeadline` of a budgeted run: its
+    budget counts from the start of the process, and the last evaluation and the finish
+    follow training."""
+    from keras_pose.training import plan as planning
+
+    elapsed = max(time.perf_counter() - run.started, planning.process_seconds())
+    deadline = time.perf_counter() + run.config.time_budget - elapsed
+    return StopAtDeadline(progress, deadline, run.plan.seconds_per_step,
+                          run.plan.eval_seconds + planning.FINISH_SECONDS)
 
 
 def fit(run: Run, callbacks: list) -> None:
@@ -670,11 +698,15 @@ def fit(run: Run, callbacks: list) -> None:
         model.fit(training_data(run), epochs=state.epochs, initial_epoch=epoch,
                   steps_per_epoch=state.steps_in_epoch(epoch) - done,
                   callbacks=callbacks + extra, verbose=verbose, shuffle=False)
-        if not alone or state.step_in_epoch:
+        if not alone or state.step_in_epoch or stopped_at_deadline(callbacks):
             break  # the run is complete, or a callback stopped it
         if run.replan:
             replan(run, clock.seconds_per_step())
         follow_schedule(run)
+
+
+def stopped_at_deadline(callbacks: list) -> bool:
+    return any(isinstance(c, StopAtDeadline) and c.stopped_at is not None for c in callbacks)
 
 
 def replan(run: Run, seconds_per_step: float) -> None:
@@ -900,7 +932,15 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"FINAL {summary['model']} {'x'.join(map(str, summary['input_size']))}: "
         f"AP {m['AP']:.4f} | AP50 {m['AP50']:.4f} | AR {m['AR']:.4f} | best AP {best_text} | "
         f"{summary['epochs']} epochs, {summary['global_step']} steps of {summary['global_batch']}"
-        f" | {summary['seconds']:.0f} s | {summary['artifacts']['model']}"
+        f"{stopped_text(summary)} | {summary['seconds']:.0f} s | {summary['artifacts']['model']}"
     )
+
+
+def stopped_text(summary: dict[str, Any]) -> str:
+    """`` (stopped at the budget: N of M planned)`` for a run whose deadline guard ended it."""
+    plan = summary.get("plan")
+    if plan is None or summary["global_step"] >= plan["total_steps"]:
+        return ""
+    return f" (stopped at the time budget: {plan['total_steps']} planned)"
 
 
