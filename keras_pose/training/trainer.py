@@ -92,14 +92,16 @@ PROVISIONAL_SCHEDULE_STEPS = 1000
 # by a time budget (15 minutes: the steps that fit, measured on the machine; see
 # keras_pose.training.plan). SYNTHETIC_DEFAULTS apply to any model trained on the synthetic
 # set, MAIN_JOB_MODEL to the main job's own model only (another model keeps its family's input
-# size and learning rate, and 6 epochs); MAIN_JOB_CPU only without a GPU (with one, the main
-# job trains at the family's full input size). Batch 16: on this budget the number of updates
-# is what counts (6 fixed epochs with RSN's own augmentation: AP 0.068 in 13:44; batch 32 at
-# 2e-3: 0.008 in 15:00; batch 8: 0.068 for more CPU). Adam 1e-2: on 600-step screens 3e-3 fell
-# far behind 1e-2 (AP 0.009 / 0.036, mild augmentation), and 1e-2 to 4e-2 were level with the
-# short augmentation (0.047-0.051); over a whole run 2e-2 ended anywhere in 0.285-0.352 with
-# the plan (two plans: 0.2845 / 0.3516), 1e-2 at 0.3075 / 0.3146 on the same two plans and
-# 0.290-0.323 over four (a narrower spread, the same mean; benchmarks/main_job.md).
+# size and learning rate, batch 16 and 6 epochs); MAIN_JOB_CPU only without a GPU (with one,
+# the main job trains at the family's full input size). Batch 24 at Adam 1.2e-2 (1e-2 x
+# sqrt(24 / 16)): on 2 cores a step of 24 takes 1.32x one of 16 (RSN-18 128x96 bf16), so 13%
+# more crops a second, and on two plans of the budget's length it ended at AP 0.315 / 0.368
+# against 0.290-0.323 for four plans of batch 16 at 1e-2 (benchmarks/main_job.md). Batch 16
+# history: 6 fixed epochs with RSN's own augmentation gave AP 0.068 in 13:44 (batch 32 at 2e-3:
+# 0.008; batch 8: 0.068 for more CPU). Adam: on 600-step screens 3e-3 fell far behind 1e-2
+# (AP 0.009 / 0.036, mild augmentation), and 1e-2 to 4e-2 were level with the short
+# augmentation (0.047-0.051); over whole runs of batch 16, 2e-2 ended anywhere in 0.285-0.352
+# with the plan, 1e-2 in 0.290-0.323 (a narrower spread, the same mean).
 SYNTHETIC_DEFAULTS = {
     "model": "rsn18",
     "batch_size": 16,
@@ -109,7 +111,8 @@ SYNTHETIC_DEFAULTS = {
     "num_val_images": 100,
 }
 MAIN_JOB_MODEL = {
-    "learning_rate": 1e-2,
+    "batch_size": 24,
+    "learning_rate": 1.2e-2,
     "time_budget": "15m",
     "augment": "short",
 }
