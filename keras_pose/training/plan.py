@@ -5,7 +5,9 @@ own model on its own data (:func:`measure_step_seconds`), then :func:`plan_budge
 time left into a number of steps, split into epochs, with evaluations spread over the run. The
 learning-rate schedule is made for that total, so it warms up and decays over the whole run
 whatever the machine's speed. A few timed steps can be off by a quarter on a shared machine,
-so after its first epoch the run times its own steps and
+so the first epoch is the measure: its length is the power of two at or below a planned epoch
+(:func:`first_epoch_steps`, which timing noise rarely moves), and after it the run times its
+own steps and
 :func:`replan_budget` re-sizes the other epochs (and the schedule, which is then made for the
 new total) to end the run on time. Plans are pure functions of the measured step time, rounded
 to :data:`STEP_QUANTUM` (:data:`EPOCH_QUANTUM`) steps; the plan lines print the flags that
@@ -196,18 +198,32 @@ def plan_budget(
     fixed += epochs * EPOCH_END_SECONDS
     available = max(0.0, budget_seconds - fixed)
     total = max(STEP_QUANTUM, int(available / seconds_per_step) // STEP_QUANTUM * STEP_QUANTUM)
+    first = None
     if steps_per_epoch is None:
         epochs = max(1, min(epochs, total))
         steps_per_epoch = total // epochs
+        if epochs > 1:  # re-planned after the first epoch, which is the timing-proof measure
+            first = first_epoch_steps(steps_per_epoch)
+            steps_per_epoch = (total - first) // (epochs - 1)
+            first = None if first == steps_per_epoch else first
     else:
         epochs = max(1, total // steps_per_epoch)
-    total = epochs * steps_per_epoch
+    total = (first or steps_per_epoch) + (epochs - 1) * steps_per_epoch
     eval_every = max(1, math.ceil(epochs / max(1, evaluations)))
     evals = evaluations_after(0, epochs, eval_every)
     expected = (elapsed_seconds + total * seconds_per_step + evals * eval_seconds
                 + epochs * EPOCH_END_SECONDS + FINISH_SECONDS)
     return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected,
-                      eval_seconds)
+                      eval_seconds, first)
+
+
+def first_epoch_steps(steps_per_epoch: int) -> int:
+    """The first epoch of a plan of epochs of ``steps_per_epoch``: the power of two at or
+    below it. It trains on the schedule of ``EPOCHS_PER_PLAN`` epochs of its length, so a
+    first epoch that only depends on the bin of the timed steps (a factor of 2 wide) lets two
+    runs on one machine train the same first epoch although their timed steps differ by 10%
+    or more (two fresh clones timed 0.54 and 0.60 s a step, then both ran at 0.55)."""
+    return 2 ** int(math.log2(max(1, steps_per_epoch)))
 
 
 def evaluations_after(done_epochs: int, epochs: int, eval_every: int) -> int:
@@ -234,9 +250,10 @@ def replan_budget(plan: BudgetPlan, budget_seconds: float, elapsed_seconds: floa
     expected = (elapsed_seconds + epochs_left * (per_epoch * seconds_per_step
                                                  + EPOCH_END_SECONDS)
                 + evals * plan.eval_seconds + FINISH_SECONDS)
+    first = plan.first_epoch_steps or plan.steps_per_epoch
     return dataclasses.replace(
-        plan, total_steps=plan.steps_per_epoch + epochs_left * per_epoch,
-        steps_per_epoch=per_epoch, first_epoch_steps=plan.steps_per_epoch,
+        plan, total_steps=first + epochs_left * per_epoch,
+        steps_per_epoch=per_epoch, first_epoch_steps=first,
         seconds_per_step=seconds_per_step, expected_seconds=expected)
 
 

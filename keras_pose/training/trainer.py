@@ -526,6 +526,7 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
                        plan.expected_seconds)
     eval_every = plan.eval_every if config.eval_every is None else config.eval_every
     return dataclasses.replace(config, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                               first_epoch_steps=plan.first_epoch_steps,
                                eval_every=eval_every), plan
 
 
