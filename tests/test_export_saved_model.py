@@ -324,7 +324,7 @@ def test_an_export_logs_the_rename_notice_as_one_short_line(tmp_path, caplog):
     per function, not the list of every weight's input."""
     import logging
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):  # (other tests quiet absl's logger)
         saved_model(tiny_model(), tmp_path / "tiny", flip_test=True, flip_indices=FLIP_INDICES)
     notices = [r.getMessage() for r in caplog.records if "renamed" in r.getMessage()]
     assert notices and all(len(n) < 150 and "input names renamed" in n for n in notices)
