@@ -109,6 +109,14 @@ def process_seconds() -> float:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def elapsed_seconds(started: float) -> float:
+    """Seconds a budget has spent: since ``started`` (a ``time.perf_counter()`` value) or since
+    the process started, whichever is longer."""
+    import time
+
+    return max(time.perf_counter() - started, process_seconds())
+
+
 def gpu_visible() -> bool:
     import tensorflow as tf
 

@@ -516,7 +516,7 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
         step = planning.measure_step_seconds(model, inputs.distributed(strategy))
     eval_seconds = evaluation_seconds(val_people, config.eval_batch_size, inputs.global_batch,
                                       step)
-    elapsed = max(time.perf_counter() - started, planning.process_seconds())
+    elapsed = planning.elapsed_seconds(started)
     plan = planning.plan_budget(config.time_budget, elapsed, step, eval_seconds,
                                 config.steps_per_epoch)
     if plan.expected_seconds > config.time_budget:
@@ -676,7 +676,7 @@ def deadline_guard(run: Run, progress: RunProgress) -> StopAtDeadline:
     follow training."""
     from keras_pose.training import plan as planning
 
-    elapsed = max(time.perf_counter() - run.started, planning.process_seconds())
+    elapsed = planning.elapsed_seconds(run.started)
     deadline = time.perf_counter() + run.config.time_budget - elapsed
     return StopAtDeadline(progress, deadline, run.plan.seconds_per_step,
                           run.plan.eval_seconds + planning.FINISH_SECONDS)
@@ -719,7 +719,7 @@ def replan(run: Run, seconds_per_step: float) -> None:
     resume continues it) and prints its ``PLAN`` line."""
     from keras_pose.training import plan as planning
 
-    elapsed = max(time.perf_counter() - run.started, planning.process_seconds())
+    elapsed = planning.elapsed_seconds(run.started)
     plan = planning.replan_budget(run.plan, run.config.time_budget, elapsed, seconds_per_step)
     run.state.steps_per_epoch = plan.steps_per_epoch
     run.state.first_epoch_steps = plan.first_epoch_steps or 0
@@ -941,7 +941,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def stopped_text(summary: dict[str, Any]) -> str:
-    """`` (stopped at the budget: N of M planned)`` for a run whose deadline guard ended it."""
+    """`` (stopped at the time budget: M planned)`` for a run whose deadline guard ended it."""
     plan = summary.get("plan")
     if plan is None or summary["global_step"] >= plan["total_steps"]:
         return ""
