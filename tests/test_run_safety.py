@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keras_pose.training import checkpoints, run_folder, trainer
-from keras_pose.training.trainer import TrainConfig
+from keras_pose.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

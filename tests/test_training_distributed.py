@@ -19,7 +19,8 @@ TIMEOUT = 420
 WORKER = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from keras_pose.training.trainer import TrainConfig, execute, prepare
+    from keras_pose.training.config import TrainConfig
+    from keras_pose.training.trainer import execute, prepare
 
     config, result_file = json.loads(sys.argv[1]), sys.argv[2]
     run = prepare(TrainConfig(**config).resolved())

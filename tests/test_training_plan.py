@@ -171,7 +171,7 @@ def fake_gpu(monkeypatch):
 
 def test_main_job_is_budgeted_and_explicit_epochs_win():
     from keras_pose.training import TrainConfig
-    from keras_pose.training.trainer import MAIN_JOB_CPU
+    from keras_pose.training.config import MAIN_JOB_CPU
 
     main = TrainConfig().resolved()
     assert main.budgeted and main.time_budget == 900 and main.epochs is None
@@ -198,7 +198,7 @@ def test_main_job_trains_with_the_family_augmentation_cut_to_its_flips():
     from keras_pose.data.transforms import augment_config_for
     from keras_pose.models import RSN18
     from keras_pose.training import TrainConfig
-    from keras_pose.training.trainer import AUGMENT_PRESETS
+    from keras_pose.training.config import AUGMENT_PRESETS
 
     assert TrainConfig().resolved().augment == "short"
     assert TrainConfig(model="cpn50").resolved().augment is None  # the family's own

@@ -61,7 +61,7 @@ def test_bad_budget_or_precision_is_refused_naming_the_flag(flags, capsys):
 
 def test_without_data_dir_the_main_job_defaults_apply():
     from keras_pose.training import TrainConfig
-    from keras_pose.training.trainer import MAIN_JOB_CPU, MAIN_JOB_MODEL, SYNTHETIC_DEFAULTS
+    from keras_pose.training.config import MAIN_JOB_CPU, MAIN_JOB_MODEL, SYNTHETIC_DEFAULTS
 
     main_job = TrainConfig().resolved()
     assert main_job.synthetic and main_job.model == SYNTHETIC_DEFAULTS["model"]

@@ -6,6 +6,7 @@ optimizers load.
 """
 
 from keras_pose.training import plan
+from keras_pose.training.config import SYNTHETIC_DEFAULTS, TrainConfig
 from keras_pose.training.recipes import (
     PUBLISHED,
     RECIPES,
@@ -15,7 +16,7 @@ from keras_pose.training.recipes import (
     readme_table,
 )
 from keras_pose.training.schedules import WarmupLinearDecay, WarmupMultiStep
-from keras_pose.training.trainer import SYNTHETIC_DEFAULTS, TrainConfig, train
+from keras_pose.training.trainer import train
 
 __all__ = [
     "PUBLISHED",

@@ -22,7 +22,8 @@ Output folder (one per run: ``out_dir``, or a new ``work_dirs/<model>/<date-time
 A budgeted run (``time_budget``; the main job's default) first times a few steps and plans its
 length to fit, then re-plans its other epochs from its first (:mod:`keras_pose.training.plan`);
 every run prints a ``PLAN`` line before its first step (and a budgeted one another after its
-first epoch) and a ``FINAL`` line at the end.
+first epoch) and a ``FINAL`` line at the end (:mod:`keras_pose.training.report`). What a run is
+made of, and the main job's defaults: :mod:`keras_pose.training.config`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 import keras
 
-from keras_pose.models import build_model, check_model_name
+from keras_pose.models import build_model
 from keras_pose.training import checkpoints, run_folder
 from keras_pose.training.callbacks import (
     CocoEvaluation,
@@ -54,6 +55,7 @@ from keras_pose.training.callbacks import (
     TensorBoardLogger,
 )
 from keras_pose.training.checkpoints import TrainingState
+from keras_pose.training.config import AUGMENT_PRESETS, TrainConfig
 from keras_pose.training.data import TrainingInput
 from keras_pose.training.distribute import (
     is_chief,
@@ -70,6 +72,7 @@ from keras_pose.training.recipes import (
     make_schedule,
     recipe_for,
 )
+from keras_pose.training.report import log_plan, make_summary, plan_line, summary_line
 from keras_pose.training.schedules import ResizableSchedule
 
 logger = logging.getLogger(__name__)
@@ -78,261 +81,13 @@ FINAL_MODEL = "model.keras"
 SUMMARY_FILE = "summary.json"
 PREDICTIONS_PNG = "predictions.png"
 SAVED_MODEL_DIR = "saved_model"
-SYNTHETIC_DIR = "synthetic"
 LEARNING_CURVE_PNG = "learning_curve.png"
-PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precision bf16"}
 # image reading, the prediction function's tracing and pycocotools per evaluation (the main
 # job's evaluations took 3-7 s in all: benchmarks/main_job.md)
 EVALUATION_OVERHEAD_SECONDS = 3.0
 # the schedule length a budgeted run is compiled with before its plan exists (any length: its
 # timed steps are undone, and the schedule is resized to the plan's before the first step)
 PROVISIONAL_SCHEDULE_STEPS = 1000
-
-# The embedded main job: what a run without a data folder trains, on the synthetic set, sized
-# by a time budget (15 minutes: the steps that fit, measured on the machine; see
-# keras_pose.training.plan). SYNTHETIC_DEFAULTS apply to any model trained on the synthetic
-# set, MAIN_JOB_MODEL to the main job's own model only (another model keeps its family's input
-# size and learning rate, batch 16 and 6 epochs); MAIN_JOB_CPU only without a GPU (with one,
-# the main job trains at the family's full input size). Batch 24 at Adam 1.2e-2 (1e-2 x
-# sqrt(24 / 16)): on 2 cores a step of 24 takes 1.32x one of 16 (RSN-18 128x96 bf16), so 13%
-# more crops a second, and on two plans of the budget's length it ended at AP 0.315 / 0.368
-# against 0.290-0.323 for four plans of batch 16 at 1e-2 (benchmarks/main_job.md). Batch 16
-# history: 6 fixed epochs with RSN's own augmentation gave AP 0.068 in 13:44 (batch 32 at 2e-3:
-# 0.008; batch 8: 0.068 for more CPU). Adam: on 600-step screens 3e-3 fell far behind 1e-2
-# (AP 0.009 / 0.036, mild augmentation), and 1e-2 to 4e-2 were level with the short
-# augmentation (0.047-0.051); over whole runs of batch 16, 2e-2 ended anywhere in 0.285-0.352
-# with the plan, 1e-2 in 0.290-0.323 (a narrower spread, the same mean).
-SYNTHETIC_DEFAULTS = {
-    "model": "rsn18",
-    "batch_size": 16,
-    "epochs": 6,
-    "eval_every": 2,
-    "num_train_images": 1500,
-    "num_val_images": 100,
-}
-MAIN_JOB_MODEL = {
-    "batch_size": 24,
-    "learning_rate": 1.2e-2,
-    "time_budget": "15m",
-    "augment": "short",
-}
-# ``augment="short"``: the family's augmentation cut down to its flips for a run of minutes
-# (the main job's default; --augment short). RSN's original (boxes widened by up to 1.6x/1.8x
-# at random, scale 0.6-1, rotation +-45 degrees half the time, half-body crops) is built for
-# 96,000 iterations on COCO; on a 600-step screen of the main job (lr 1e-2) it reached AP 0.013,
-# a mild form of it (scale 0.85-1, rotation +-20) 0.036 and flips alone 0.047
-# (benchmarks/main_job.md). The flips, the box and the targets stay the family's.
-SHORT_RUN_AUGMENT = {
-    "random_extension": (0.0, 0.0),
-    "scale": (1.0, 1.0),
-    "rotation": 0.0,
-    "half_body_prob": 0.0,
-}
-AUGMENT_PRESETS = {"family": True, "short": SHORT_RUN_AUGMENT, "none": False}
-# On CPU the main job trains at 128x96: 32x24 heatmaps, on which the originals' label kernels
-# (15, 11, 9, 7, 5; sized for 64x48 heatmaps) draw targets twice as wide relative to the person.
-# Halved widths, rounded up so that the last unit keeps a blurred peak (5 -> 3, not a one-hot
-# 1), gave AP 0.289 against 0.267 in the same 15 minutes (benchmarks/main_job.md).
-MAIN_JOB_CPU = {
-    "input_size": (128, 96),
-    "model_kwargs": {"target_kernels": (7, 5, 5, 3, 3)},
-}
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a run is made of. ``None`` means: the family's (or the main job's) default.
-
-    Data:
-        data_dir: COCO layout (``annotations/person_keypoints_{train,val}2017.json``,
-            ``train2017/``, ``val2017/``); ``None`` renders the synthetic set into
-            ``synthetic_dir`` (reused when present) and applies :data:`SYNTHETIC_DEFAULTS`
-            (and :data:`MAIN_JOB_MODEL` to the main job's model).
-        det_file: person detections for the validation AP (default: ground-truth boxes).
-        keypoints_from: a keypoint info file (or COCO annotation file) giving the keypoint
-            set's flip pairs, skeleton and OKS sigmas (default: the training annotations').
-        default_sigma: OKS sigma of every keypoint for a keypoint set without sigmas (an
-            error otherwise, at the start of the run).
-        train_split, val_split: split names under ``data_dir``.
-        num_train_images, num_val_images: size of the synthetic set.
-        augment: ``None`` the family's original augmentation (the main job: ``"short"``),
-            a name of :data:`AUGMENT_PRESETS` (``"family"``, ``"short"``: the family's flips
-            only, for a short run, ``"none"``), ``False`` none, or a dict of overrides
-            (:func:`keras_pose.data.augment_config_for`).
-    Model:
-        model: a name of :data:`keras_pose.models.MODELS`.
-        model_kwargs: further constructor arguments.
-        input_size: ``(height, width)``.
-    Optimisation:
-        epochs: default: as many samples as the original saw (:class:`FamilyRecipe`).
-        steps_per_epoch: default: one pass over the training people.
-        first_epoch_steps: the first epoch's steps, where they differ (a re-planned budgeted
-            run's; its first epoch trains on the schedule of ``epochs`` x these steps).
-        batch_size: global crops per step (default: the original's per-GPU batch x replicas).
-        learning_rate: base (peak) rate; default the family's, scaled to the batch.
-        schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
-        time_budget: size the run to end this long after its start (seconds, or text such
-            as ``"15m"``): a few steps are timed, then epochs, steps and the schedule are
-            planned (:mod:`keras_pose.training.plan`); explicit ``epochs`` win.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (:func:`~keras_pose.training.plan.
-            precision_policy`).
-        mixed_precision: float16 compute on GPU, bfloat16 on CPU (overrides ``precision``).
-        jit_compile: XLA; ``None``: on with a GPU, off on CPU.
-        seed: data order, augmentation and initial weights.
-        deterministic: TensorFlow op determinism (bit-reproducible, slower).
-    Distribution:
-        strategy: ``"auto"``, ``"default"``, ``"mirrored"``, ``"multi_worker"``.
-        cpu_replicas: split the CPU into this many logical devices for a mirrored strategy.
-        data_service: ``host:port`` of a tf.data service dispatcher whose workers make the
-            training batches (:mod:`keras_pose.data.service`; one replica; batch order and
-            exact resume are then not kept).
-    Output:
-        out_dir: the run folder (see the module docstring); default a new
-            ``work_dirs/<model>/<timestamp>`` (``work_dirs/<model>/latest`` points at it).
-            A folder holding another run is refused (see :mod:`~keras_pose.training.run_folder`).
-        resume: continue from ``<out_dir>/backup`` (mid-epoch, exactly where it stopped);
-            without ``out_dir``, the run ``work_dirs/<model>/latest`` points at.
-        overwrite: delete the run ``out_dir`` holds and start a new one there.
-        synthetic_dir: where the synthetic set is rendered (default ``<out_dir>/synthetic``
-            for a given ``out_dir``, else ``work_dirs/<model>/synthetic``, shared by runs).
-        backup_every: steps between backups (and at every epoch end).
-        keep_checkpoints: end-of-epoch ``.keras`` files kept (0: all).
-        eval_every: epochs between COCO AP evaluations (0: only at the end).
-        eval_max_images: evaluate on the first N validation images only.
-        eval_batch_size: crops per prediction call.
-        tensorboard: write ``logs/``; batch scalars every ``tensorboard_every`` steps.
-        export: write a TF Serving SavedModel of the final model.
-        draw: write ``predictions.png``.
-        verbose: Keras ``fit`` verbosity.
-    """
-
-    data_dir: str | None = None
-    det_file: str | None = None
-    keypoints_from: str | None = None
-    default_sigma: float | None = None
-    train_split: str = "train2017"
-    val_split: str = "val2017"
-    num_train_images: int | None = None
-    num_val_images: int | None = None
-    augment: Any = None
-    model: str | None = None
-    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    input_size: tuple[int, int] | None = None
-    epochs: int | None = None
-    steps_per_epoch: int | None = None
-    first_epoch_steps: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    schedule: str = "family"
-    time_budget: float | str | None = None
-    precision: str = "auto"
-    mixed_precision: bool = False
-    jit_compile: bool | None = None
-    seed: int = 0
-    deterministic: bool = False
-    strategy: str = "auto"
-    cpu_replicas: int = 0
-    data_service: str | None = None
-    out_dir: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    synthetic_dir: str | None = None
-    backup_every: int = 200
-    keep_checkpoints: int = 3
-    eval_every: int | None = None
-    eval_max_images: int | None = None
-    eval_batch_size: int = 32
-    tensorboard: bool = True
-    tensorboard_every: int = 50
-    export: bool = True
-    draw: bool = True
-    verbose: Any = "auto"
-
-    @property
-    def synthetic(self) -> bool:
-        return self.data_dir is None
-
-    @property
-    def budgeted(self) -> bool:
-        """The run's length is planned from its time budget."""
-        return self.time_budget is not None and self.epochs is None
-
-    def resolved(self) -> TrainConfig:
-        """A copy with the main job's defaults filled in (synthetic data only) and the
-        remaining fixed defaults (model, out_dir, eval period; a budgeted run's epochs and
-        eval period are planned at its start)."""
-        from keras_pose.training.plan import PRECISIONS, gpu_visible, parse_duration
-
-        config = dataclasses.replace(self)
-        if config.synthetic:
-            config.model = config.model or SYNTHETIC_DEFAULTS["model"]
-            defaults = dict(SYNTHETIC_DEFAULTS)
-            if config.model == SYNTHETIC_DEFAULTS["model"]:
-                defaults.update(MAIN_JOB_MODEL)
-                if not gpu_visible():
-                    defaults.update(MAIN_JOB_CPU)
-            budget = config.time_budget or defaults.get("time_budget")
-            if config.epochs is None and budget is not None:  # planned at the start
-                defaults = {k: v for k, v in defaults.items() if k not in ("epochs",
-                                                                           "eval_every")}
-            main_job_kwargs = defaults.pop("model_kwargs", {})
-            if config.input_size is None or tuple(config.input_size) == defaults.get("input_size"):
-                config.model_kwargs = {**main_job_kwargs, **config.model_kwargs}
-            for field, value in defaults.items():
-                if getattr(config, field) is None:
-                    setattr(config, field, value)
-        if config.epochs is not None:
-            config.time_budget = None  # explicit epochs win
-        if config.time_budget is not None:
-            config.time_budget = parse_duration(config.time_budget)
-        if config.precision not in PRECISIONS:
-            raise ValueError(f"precision (--precision) must be one of {PRECISIONS}, "
-                             f"got {config.precision!r}")
-        if config.model is None:
-            raise ValueError("give a model (e.g. model='cpn50') to train on a COCO folder")
-        config.model = check_model_name(config.model)
-        check_numbers(config)
-        if config.synthetic and config.synthetic_dir is None:
-            parent = config.out_dir or os.path.join(run_folder.WORK_DIRS, config.model)
-            config.synthetic_dir = os.path.join(parent, SYNTHETIC_DIR)
-        if config.out_dir is None:
-            config.out_dir = (run_folder.latest_run_folder(config.model) if config.resume
-                              else run_folder.default_run_folder(config.model))
-        if not config.budgeted:
-            config.eval_every = 5 if config.eval_every is None else config.eval_every
-        return config
-
-
-# Numeric settings: (field, command-line flag, smallest value allowed). ``None`` stays a default.
-NUMBER_LIMITS = (
-    ("epochs", "--epochs", 1), ("steps_per_epoch", "--steps-per-epoch", 1),
-    ("first_epoch_steps", "--first-epoch-steps", 1),
-    ("batch_size", "--batch-size", 1), ("num_train_images", "--synthetic-train", 1),
-    ("num_val_images", "--synthetic-val", 1), ("backup_every", "--backup-every", 0),
-    ("keep_checkpoints", "--keep-checkpoints", 0), ("eval_every", "--eval-every", 0),
-    ("eval_max_images", "--eval-max-images", 1), ("eval_batch_size", "--eval-batch-size", 1),
-    ("tensorboard_every", None, 1), ("cpu_replicas", "--cpu-replicas", 0),
-)
-
-
-def check_numbers(config: TrainConfig) -> None:
-    """Raise a ``ValueError`` naming the setting (and its flag) of any number out of range."""
-    for field, flag, smallest in NUMBER_LIMITS:
-        value = getattr(config, field)
-        if value is not None and (isinstance(value, bool) or int(value) != value
-                                  or value < smallest):
-            name = field if flag is None else f"{field} ({flag})"
-            raise ValueError(f"{name} must be an integer >= {smallest}, got {value!r}")
-    if isinstance(config.augment, str) and config.augment not in AUGMENT_PRESETS:
-        raise ValueError(f"augment (--augment) must be one of {', '.join(AUGMENT_PRESETS)}, "
-                         f"got {config.augment!r}")
-    rate = config.learning_rate
-    if rate is not None and not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"learning_rate (--lr) must be a finite number > 0, got {rate!r}")
-    size = config.input_size
-    if size is not None and (len(size) != 2 or any(int(v) != v or v < 8 for v in size)):
-        raise ValueError(f"input_size (--input-size) must be two integers H W >= 8, got {size!r}")
-
 
 @dataclasses.dataclass(frozen=True)
 class DataPaths:
@@ -807,55 +562,6 @@ def _execute(run: Run) -> dict[str, Any]:
     return summary
 
 
-def log_plan(run: Run) -> None:
-    state, config = run.state, run.config
-    logger.info(
-        "training %s (%s, %s) on %d people: %d epochs x %d steps of %d crops, %s, jit_compile=%s,"
-        " %d replica(s), out %s", config.model, "x".join(map(str, run.model.spec.input_size)),
-        run.policy, len(run.inputs.records), state.epochs, state.steps_per_epoch,
-        state.global_batch, describe_learning_rate(run.model.optimizer), run.jit_compile,
-        run.strategy.num_replicas_in_sync, config.out_dir)
-    if is_chief(run.strategy):
-        print(plan_line(run), flush=True)
-
-
-def plan_line(run: Run) -> str:
-    """What the run will do, printed before its first step: model, input size, precision,
-    device, steps, and for a budgeted run the measured step time and the expected wall time
-    (with the flags that repeat the plan)."""
-    state, plan = run.state, run.plan
-    from keras_pose.training.plan import gpu_visible
-
-    device = "GPU" if gpu_visible() else f"CPU ({os.cpu_count()} cores)"
-    epochs = f"{state.epochs} epochs x {state.steps_per_epoch}"
-    if state.first_epoch != state.steps_per_epoch:
-        epochs = f"1 epoch x {state.first_epoch} + {state.epochs - 1} x {state.steps_per_epoch}"
-    line = (f"PLAN {run.config.model} {'x'.join(map(str, run.model.spec.input_size))}, "
-            f"{run.policy}, {device}: {epochs} steps of {state.global_batch} = "
-            f"{run.total_steps} steps, COCO AP every {run.config.eval_every or state.epochs} "
-            "epoch(s)")
-    if plan is not None:
-        measured = "measured" if run.first_plan is None else "in epoch 1"
-        line += (f" | {plan.seconds_per_step:.2f} s/step {measured}, expected "
-                 f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
-                 f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
-                 f"{PRECISION_FLAGS.get(run.policy, '')}")
-    return line
-
-
-def _minutes(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def describe_learning_rate(optimizer: Any) -> str:
-    schedule = learning_rate_schedule(optimizer)
-    name = type(getattr(optimizer, "inner_optimizer", optimizer)).__name__
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return f"{name} {type(schedule).__name__}{schedule.get_config()}"
-    return f"{name} lr {float(keras.ops.convert_to_numpy(schedule)):g}"
-
-
 def finish(run: Run, model: Any, metrics: dict[str, Any]) -> dict[str, str]:
     """The export and the picture of predictions of ``model`` (the final weights, on one
     device), as configured; returns the paths of the run's products."""
@@ -894,57 +600,3 @@ def float32_model(run: Run, model: Any) -> Any:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
-                 seconds: float) -> dict[str, Any]:
-    state, config = run.state, run.config
-    names = ("AP", "AP50", "AP75", "APm", "APl", "AR")
-    return {
-        "model": config.model,
-        "input_size": list(run.model.spec.input_size),
-        "data": config.data_dir or "synthetic",
-        "epochs": state.epochs,
-        "steps_per_epoch": state.steps_per_epoch,
-        "global_step": state.global_step,
-        "global_batch": state.global_batch,
-        "replicas": run.strategy.num_replicas_in_sync,
-        "jit_compile": run.jit_compile,
-        "precision": run.policy,
-        "plan": None if run.plan is None else dataclasses.asdict(run.plan),
-        "first_plan": None if run.first_plan is None else dataclasses.asdict(run.first_plan),
-        "metrics": {k: float(metrics[k]) for k in names if k in metrics},
-        "best_ap": state.best_ap,
-        "best_epoch": state.best_epoch,
-        "history": state.history,
-        "artifacts": artifacts,
-        "seconds": seconds,
-        "config": {k: v for k, v in dataclasses.asdict(config).items() if _jsonable(v)},
-    }
-
-
-def _jsonable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))
-
-
-def summary_line(summary: dict[str, Any]) -> str:
-    """The run's last line: final AP, best AP, size of the run, wall time, model file."""
-    m = summary["metrics"]
-    best = summary["best_ap"]
-    best_text = "n/a" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"
-    return (
-        f"FINAL {summary['model']} {'x'.join(map(str, summary['input_size']))}: "
-        f"AP {m['AP']:.4f} | AP50 {m['AP50']:.4f} | AR {m['AR']:.4f} | best AP {best_text} | "
-        f"{summary['epochs']} epochs, {summary['global_step']} steps of {summary['global_batch']}"
-        f"{stopped_text(summary)} | {summary['seconds']:.0f} s | {summary['artifacts']['model']}"
-    )
-
-
-def stopped_text(summary: dict[str, Any]) -> str:
-    """`` (stopped at the time budget: M planned)`` for a run whose deadline guard ended it."""
-    plan = summary.get("plan")
-    if plan is None or summary["global_step"] >= plan["total_steps"]:
-        return ""
-    return f" (stopped at the time budget: {plan['total_steps']} planned)"
-
-
