@@ -16,12 +16,14 @@ from keras_pose.training.recipes import learning_rate_schedule
 if TYPE_CHECKING:
     from keras_pose.training.trainer import Run
 
+# the run's log lines keep the trainer's logger name, where users filter them
 logger = logging.getLogger("keras_pose.training.trainer")
 
 PRECISION_FLAGS = {"float32": " --precision fp32", "mixed_bfloat16": " --precision bf16"}
 
 
 def log_plan(run: Run) -> None:
+    """Log the run's layout, and print its ``PLAN`` line on the chief."""
     state, config = run.state, run.config
     logger.info(
         "training %s (%s, %s) on %d people: %d epochs x %d steps of %d crops, %s, jit_compile=%s,"
