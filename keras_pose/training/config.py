@@ -182,6 +182,14 @@ class TrainConfig:
         return self.data_dir is None
 
     @property
+    def augment_setting(self) -> Any:
+        """``augment`` with a preset name (:data:`AUGMENT_PRESETS`) replaced by what it stands
+        for: ``None``/``True`` the family's, ``False`` none, or a dict of overrides."""
+        if isinstance(self.augment, str):
+            return AUGMENT_PRESETS[self.augment]
+        return self.augment
+
+    @property
     def budgeted(self) -> bool:
         """The run's length is planned from its time budget."""
         return self.time_budget is not None and self.epochs is None

@@ -55,7 +55,7 @@ from keras_pose.training.callbacks import (
     TensorBoardLogger,
 )
 from keras_pose.training.checkpoints import TrainingState
-from keras_pose.training.config import AUGMENT_PRESETS, TrainConfig
+from keras_pose.training.config import TrainConfig
 from keras_pose.training.data import TrainingInput
 from keras_pose.training.distribute import (
     is_chief,
@@ -306,9 +306,8 @@ def model_and_input(config: TrainConfig, paths: DataPaths, replicas: int):
     batch = config.batch_size
     if batch is None:
         batch = recipe_for(model.spec.family).batch_per_replica * replicas
-    augment = AUGMENT_PRESETS[config.augment] if isinstance(config.augment, str) else config.augment
-    inputs = TrainingInput(model.spec, records, info, resolve_augment(model.spec, augment), batch,
-                           config.seed)
+    inputs = TrainingInput(model.spec, records, info,
+                           resolve_augment(model.spec, config.augment_setting), batch, config.seed)
     inputs.check_batch(replicas)
     return model, inputs
 
