@@ -24,6 +24,9 @@ MSRA = "msra"  # analytic Gaussian of a given sigma, peak 1 (CPM, Hourglass)
 ORIGINAL = "original"  # the papers' code: cell-centre decode (tf-cpn, MSPN, pose-hg-train, CPM)
 MMPOSE = "mmpose"  # MMPose 1.x's MSRAHeatmap / MegviiHeatmap encode and decode
 CONVENTIONS = (ORIGINAL, MMPOSE)
+# Sub-cell refinement of a decoded arg-max: "quarter" (each family's original quarter-cell
+# step), "dark" (DARK's Taylor step, Zhang et al. 2020) or None (the arg-max cell).
+REFINEMENTS = ("quarter", "dark", None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +45,10 @@ class CodecSpec:
         convention: ``"original"`` (the papers' code) or ``"mmpose"`` (MMPose 1.x's codecs:
             MSRA targets at the rounded cell, decodes without the half-cell offset; see
             :mod:`keras_pose.codecs.mmpose`). ``variant="mmpose"`` models carry ``"mmpose"``.
+        refine: the decode's sub-cell step (:data:`REFINEMENTS`): ``"quarter"`` (the
+            originals': Megvii's 0.25 cell towards the second maximum, MSRA's quarter step
+            per axis), ``"dark"`` (DARK's Taylor step) or ``None`` (the arg-max cell). MMPose's
+            Megvii decode has only its quarter step.
     """
 
     type: str
@@ -52,11 +59,19 @@ class CodecSpec:
     decode_normalize: bool = False
     flip_shift: bool = False
     convention: str = ORIGINAL
+    refine: str | None = "quarter"
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
             raise ValueError(
                 f"CodecSpec.convention must be one of {CONVENTIONS}, got {self.convention!r}"
+            )
+        if self.refine not in REFINEMENTS:
+            raise ValueError(f"CodecSpec.refine must be one of {REFINEMENTS}, got {self.refine!r}")
+        if self.type == MEGVII and self.mmpose and self.refine != "quarter":
+            raise ValueError(
+                "MMPose's Megvii decode has only its quarter step: refine must be 'quarter' "
+                f"for convention 'mmpose', got {self.refine!r}"
             )
         if self.type not in (MEGVII, MSRA):
             raise ValueError(f"CodecSpec.type must be '{MEGVII}' or '{MSRA}', got {self.type!r}")
@@ -151,6 +166,19 @@ class PoseSpec:
     @property
     def final(self) -> OutputSpec:
         return self.output(self.final_output)
+
+    @property
+    def refine(self) -> str | None:
+        """The final output's decode refinement (see :class:`CodecSpec`)."""
+        return self.final.codec.refine
+
+    def with_refine(self, refine: str | None) -> PoseSpec:
+        """This spec with every output decoded with ``refine`` (:data:`REFINEMENTS`)."""
+        outputs = tuple(
+            dataclasses.replace(o, codec=dataclasses.replace(o.codec, refine=refine))
+            for o in self.outputs
+        )
+        return dataclasses.replace(self, outputs=outputs)
 
     def heatmap_size(self, name: str | None = None) -> tuple[int, int]:
         stride = self.output(name or self.final_output).stride

@@ -73,6 +73,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     model.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"))
     model.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
                        help="extra constructor argument, a json value (e.g. num_stages=3)")
+    model.add_argument("--decode-refine", choices=("quarter", "dark", "none"),
+                       help="the decode's sub-cell step, kept with the model: the originals' "
+                            "quarter step, DARK's Taylor step or none (default: the "
+                            "family's quarter step; the main job on CPU: dark)")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=positive_int,
@@ -179,6 +183,7 @@ def config_from_args(args: argparse.Namespace):
         model=args.model,
         model_kwargs=model_kwargs(args.model_arg),
         input_size=tuple(args.input_size) if args.input_size else None,
+        decode_refine=args.decode_refine,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         first_epoch_steps=args.first_epoch_steps,

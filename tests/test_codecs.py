@@ -14,9 +14,10 @@ MEGVII_DECODES = {"mspn": (5, False), "cpn": (21, True)}
 MSRA_SETTINGS = {"hourglass": (1.75, (256, 256), 4), "cpm": (0.875, (368, 368), 8)}
 
 
-def megvii(kernel=7, family="mspn", input_size=(256, 192), stride=4):
+def megvii(kernel=7, family="mspn", input_size=(256, 192), stride=4, refine="quarter"):
     blur, normalize = MEGVII_DECODES[family]
-    spec = CodecSpec(MEGVII, kernel_size=kernel, decode_blur=blur, decode_normalize=normalize)
+    spec = CodecSpec(MEGVII, kernel_size=kernel, decode_blur=blur, decode_normalize=normalize,
+                     refine=refine)
     return codec_from_spec(spec, input_size, stride)
 
 
@@ -305,19 +306,61 @@ def test_dark_finds_sub_cell_centres_the_quarter_offset_cannot():
     assert quarter_error.mean() > 3 * dark_error.mean()
 
 
+def test_megvii_dark_finds_sub_cell_centres_the_quarter_step_cannot():
+    """A model's map of a keypoint between cells: a Gaussian of the target's own width around
+    the sub-cell position. The quarter step lands on a quarter cell; DARK's step on the centre."""
+    codec = megvii(5, "mspn", input_size=(128, 96), refine="dark")
+    sigma = opencv_sigma(5)
+    rng = np.random.default_rng(11)
+    centres = rng.uniform(4, 19, (6, 17, 2))  # cells, away from the 32x24 map's borders
+    yy, xx = np.mgrid[0:32, 0:24]
+    maps = 255 * np.exp(
+        -((xx[None, :, :, None] - centres[:, None, None, :, 0]) ** 2
+          + (yy[None, :, :, None] - centres[:, None, None, :, 1]) ** 2) / (2 * sigma**2)
+    ).astype(np.float32)
+    truth = centres * 4 + 2  # cell c is at 4c + 2 crop pixels
+    dark_keypoints, dark_scores = codec.decode(maps)
+    quarter_keypoints, quarter_scores = codec.decode(maps, refine="quarter")
+    dark_error = np.abs(dark_keypoints - truth)
+    quarter_error = np.abs(quarter_keypoints - truth)
+    assert dark_error.max() < 0.3  # px, of a cell of 4 px
+    assert quarter_error.mean() > 3 * dark_error.mean()
+    np.testing.assert_array_equal(dark_scores, quarter_scores)  # both read at the arg-max cell
+    plain, _ = codec.decode(maps, refine=None)
+    np.testing.assert_array_equal((plain - 2) % 4, 0)  # the arg-max cells' centres
+    assert codec.dark_blur == 5  # DARK's modulation: the target's own kernel
+
+
+def test_megvii_refine_is_checked_and_mmpose_keeps_its_quarter_step():
+    with pytest.raises(ValueError, match="refine must be one of"):
+        MegviiCodec(5, (128, 96), refine="bilinear")
+    with pytest.raises(ValueError, match="only refine='quarter'"):
+        MegviiCodec(5, (128, 96), convention="mmpose", refine="dark")
+    with pytest.raises(ValueError, match="CodecSpec.refine"):
+        CodecSpec(MEGVII, kernel_size=5, refine="soft")
+    with pytest.raises(ValueError, match="convention 'mmpose'"):
+        CodecSpec(MEGVII, kernel_size=5, convention="mmpose", refine="dark")
+    codec = MegviiCodec(5, (128, 96), convention="mmpose")
+    with pytest.raises(ValueError, match="only refine='quarter'"):
+        codec.decode(np.zeros((1, 32, 24, 17), np.float32), refine="dark")
+    assert codec_from_spec(CodecSpec(MEGVII, kernel_size=5, refine="dark"), (128, 96), 4,
+                           refine=None).refine is None  # an explicit refine wins over the spec's
+
+
 # ------------------------------------------------------------------------------------------
 # Graph decode
 
 
 GRAPH_CASES = [
-    ("megvii", "mspn", None), ("megvii", "cpn", None), ("msra", "hourglass", "quarter"),
+    ("megvii", "mspn", "quarter"), ("megvii", "cpn", "quarter"), ("megvii", "mspn", "dark"),
+    ("megvii", "cpn", "dark"), ("megvii", "mspn", None), ("msra", "hourglass", "quarter"),
     ("msra", "cpm", "quarter"), ("msra", "hourglass", None), ("msra", "hourglass", "dark"),
 ]
 
 
 @pytest.mark.parametrize("kind, family, refine", GRAPH_CASES)
 def test_graph_decode_matches_numpy(kind, family, refine):
-    codec = megvii(7, family) if kind == "megvii" else msra(family, refine)
+    codec = megvii(7, family, refine=refine) if kind == "megvii" else msra(family, refine)
     rng = np.random.default_rng(7)
     maps = smooth_maps(rng, 6, codec.heatmap_size, 17, codec.peak)
     expected_keypoints, expected_scores = codec.decode(maps)

@@ -115,6 +115,20 @@ def test_on_device_decode(tmp_path, codec):
         np.testing.assert_allclose(out["scores"], scores, atol=1e-3)
 
 
+def test_a_dark_decode_is_refused_by_the_gpu_check_with_what_to_do(tmp_path):
+    model = tiny_model(codec="megvii")
+    model.decode_refine = "dark"
+    crops = random_crops(model, batch=3, seed=5)
+    with LiteRTConverter(model, decode=True) as converter:
+        with pytest.raises(ExportCompatibilityError, match="LOG.*decode_refine = 'quarter'"):
+            converter.write(tmp_path / "dark.tflite")
+        path = converter.write(tmp_path / "dark.tflite", require_gpu_compatible=False)
+    out = LiteRTRunner(path)(crops)
+    keypoints, scores = decode(model, out["heatmaps"])  # the model's own (DARK) decode
+    np.testing.assert_allclose(out["keypoints"], keypoints, atol=1e-3)
+    np.testing.assert_allclose(out["scores"], scores, atol=1e-3)
+
+
 def test_all_outputs_and_representative_iterables(tiny, tmp_path):
     crops = random_crops(tiny, batch=4)
     batches = [(crops[:2], {"ignored": 0}), ({"image": crops[2:]}, None)]

@@ -117,6 +117,25 @@ def test_load_model_takes_a_name_or_a_keras_file(tmp_path):
         load_model(path, input_shape=(64, 48, 3))
 
 
+def test_a_models_decode_refinement_travels_with_it(tmp_path):
+    from keras_pose.inference.predictor import Predictor
+
+    model = load_model("tiny", input_shape=(32, 24, 3))
+    assert model.decode_refine == "quarter" == Predictor(model).codec.refine  # the originals'
+    model.decode_refine = "dark"
+    assert {o.codec.refine for o in model.spec.outputs} == {"dark"}
+    assert model.get_config()["decode_refine"] == "dark"
+    assert Predictor(model).codec.refine == "dark"
+    assert Predictor(model, refine="quarter").codec.refine == "quarter"  # a call's choice wins
+    path = str(tmp_path / "dark.keras")
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.decode_refine == "dark" and loaded.spec == model.spec
+    with pytest.raises(ValueError, match="refine"):
+        model.decode_refine = "bilinear"
+    assert model.decode_refine == "dark"  # a refused value leaves the spec as it was
+
+
 def test_builder_compiles_with_the_family_losses():
     model = build_model("rsn18", input_shape=(64, 64, 3), num_keypoints=9)
     assert model.compiled

@@ -194,6 +194,23 @@ def test_main_job_is_budgeted_and_explicit_epochs_win():
         TrainConfig(precision="fp16").resolved()
 
 
+def test_main_job_decodes_with_dark_on_cpu_and_the_model_keeps_it():
+    from keras_pose.training import TrainConfig
+    from keras_pose.training.trainer import build_run_model
+
+    assert TrainConfig().resolved().decode_refine == "dark"  # 32x24 heatmaps: 4 px a cell
+    assert TrainConfig(decode_refine="quarter").resolved().decode_refine == "quarter"
+    assert TrainConfig(model="cpn50").resolved().decode_refine is None  # the family's own
+    with pytest.raises(ValueError, match="--decode-refine"):
+        TrainConfig(decode_refine="bilinear").resolved()
+    config = TrainConfig(model="tiny", input_size=(32, 24), decode_refine="none").resolved()
+    assert build_run_model(config, 17).decode_refine is None
+    config = TrainConfig(model="tiny", input_size=(32, 24), decode_refine="dark").resolved()
+    assert build_run_model(config, 17).spec.final.codec.refine == "dark"
+    plain = TrainConfig(model="tiny", input_size=(32, 24)).resolved()
+    assert build_run_model(plain, 17).decode_refine == "quarter"
+
+
 def test_main_job_trains_with_the_family_augmentation_cut_to_its_flips():
     from keras_pose.data.transforms import augment_config_for
     from keras_pose.models import RSN18
@@ -225,6 +242,7 @@ def test_with_a_gpu_the_main_job_trains_at_full_size(monkeypatch):
     main = TrainConfig().resolved()
     assert main.budgeted and main.input_size is None  # the family's own input size
     assert main.model_kwargs == {}  # and its own label kernels
+    assert main.decode_refine is None  # and its own decode (64x48 heatmaps)
     full = build_model(main.model, compile=False).spec.input_size
     assert tuple(full) == (256, 192)
     assert precision_policy("auto", False, True, gpu_visible(), True) == "float32"

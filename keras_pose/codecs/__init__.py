@@ -28,10 +28,11 @@ def codec_from_spec(
     codec_spec: CodecSpec,
     input_size: Sequence[int],
     stride: int,
-    refine: str | None = "quarter",
+    refine: str | None | bool = True,
 ) -> MegviiCodec | MSRACodec:
-    """The codec of one output. ``refine`` (``"quarter"``, ``"dark"``, ``None``) applies to
-    MSRA codecs only; Megvii codecs always decode the originals' way."""
+    """The codec of one output, decoding with ``refine`` (``"quarter"``, ``"dark"``, ``None``;
+    ``True``: the spec's own ``refine``)."""
+    refine = codec_spec.refine if refine is True else refine
     if codec_spec.type == MEGVII:
         return MegviiCodec(
             codec_spec.kernel_size,
@@ -41,6 +42,7 @@ def codec_from_spec(
             decode_blur=codec_spec.decode_blur,
             decode_normalize=codec_spec.decode_normalize,
             convention=codec_spec.convention,
+            refine=refine,
         )
     if codec_spec.type == MSRA:
         return MSRACodec(

@@ -18,9 +18,9 @@ ops that lower to TFLite builtins the GPU delegate runs:
   ``RESHAPE``.
 
 The CPN per-map normalisation is left out: dividing a map by its positive maximum changes
-neither arg-max, and the score is read from the raw map. ``refine="dark"`` additionally uses
-``LOG`` and ``DIV`` (not GPU-delegate ops). Exact equality tests need float32 arithmetic (the
-GPU delegate's fp16 mode can merge near ties).
+neither arg-max, and the score is read from the raw map. ``refine="dark"`` (either codec)
+also uses ``LOG`` and ``DIV`` (not GPU-delegate ops). Exact equality tests need float32
+arithmetic (the GPU delegate's fp16 mode can merge near ties).
 
 MMPose's convention (``codec.convention == "mmpose"``, :mod:`keras_pose.codecs.mmpose`) uses the
 same blocks: the per-axis quarter step under MMPose's conditions as ``clip`` products, no
@@ -35,9 +35,9 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_pose.codecs import _common, dark
+from keras_pose.codecs import _common, dark, megvii
 from keras_pose.codecs.megvii import MegviiCodec
-from keras_pose.codecs.msra import MSRACodec, _check_refine
+from keras_pose.codecs.msra import MSRACodec
 from keras_pose.spec import MMPOSE, ORIGINAL
 
 BIG = 1e30
@@ -46,7 +46,7 @@ BIG = 1e30
 def decode_graph(heatmaps, codec, refine: str | None | bool = True):
     """Decode ``(N, h, w, K)`` heatmaps in the graph the way ``codec.decode`` does in numpy.
 
-    ``refine`` (MSRA codecs) overrides the codec's default as in :meth:`MSRACodec.decode`.
+    ``refine`` overrides the codec's default as in ``codec.decode`` (``True`` keeps it).
     Returns ``keypoints (N, K, 2)`` float32 crop pixels and ``scores (N, K)``.
     """
     heatmaps = ops.cast(heatmaps, "float32")
@@ -57,14 +57,18 @@ def decode_graph(heatmaps, codec, refine: str | None | bool = True):
             f"known K for {codec!r}, got {shape}"
         )
     mmpose = getattr(codec, "convention", ORIGINAL) == MMPOSE
-    if isinstance(codec, MegviiCodec):
-        x, y, scores = (_megvii_mmpose if mmpose else _megvii)(heatmaps, codec)
-    elif isinstance(codec, MSRACodec):
-        refine = codec.refine if refine is True else refine
-        _check_refine(refine)
-        x, y, scores = (_msra_mmpose if mmpose else _msra)(heatmaps, codec, refine)
-    else:
+    if not isinstance(codec, (MegviiCodec, MSRACodec)):
         raise TypeError(f"decode_graph needs a MegviiCodec or MSRACodec, got {type(codec)}")
+    refine = codec.refine if refine is True else refine
+    if isinstance(codec, MegviiCodec):
+        megvii.check_refine(refine, codec.convention)
+        if mmpose:
+            x, y, scores = _megvii_mmpose(heatmaps, codec)
+        else:
+            x, y, scores = _megvii(heatmaps, codec, refine)
+    else:
+        _common.check_refine(refine)
+        x, y, scores = (_msra_mmpose if mmpose else _msra)(heatmaps, codec, refine)
     num_keypoints = shape[3]
     half = 0.0 if mmpose else 0.5 * codec.stride
     keypoints = ops.concatenate(
@@ -79,23 +83,36 @@ def decode_graph(heatmaps, codec, refine: str | None | bool = True):
 # Megvii
 
 
-def _megvii(heatmaps, codec: MegviiCodec):
+def _megvii(heatmaps, codec: MegviiCodec, refine):
     h, w = codec.heatmap_size
     border = codec.border
     blurred = gaussian_blur(heatmaps, codec.decode_blur, border=border)
     row1, col1, _ = argmax_cells(blurred)
+    if refine == "quarter":
+        dx, dy = _megvii_quarter_step(blurred, row1, col1, codec)
+    elif refine == "dark":
+        dx, dy = _dark_offsets(heatmaps, row1 - border, col1 - border, h, w, codec.dark_blur)
+    else:
+        dx = dy = 0.0
+    x = ops.clip(col1 - border + dx, 0.0, w - 1.0)
+    y = ops.clip(row1 - border + dy, 0.0, h - 1.0)
+    score_row = ops.clip(row1 - border, 0.0, h - 1.0)
+    score_col = ops.clip(col1 - border, 0.0, w - 1.0)
+    scores = value_at(heatmaps, score_row, score_col) * (1.0 / codec.peak) + 0.5
+    return x, y, scores
+
+
+def _megvii_quarter_step(blurred, row1, col1, codec: MegviiCodec):
+    """The 0.25-cell step from ``p1`` towards the second maximum of the padded, blurred map."""
+    h, w = codec.heatmap_size
+    border = codec.border
     p1 = cell_mask(blurred, row1, col1)
     row2, col2, _ = argmax_cells(blurred * (1.0 - p1))
     dx, dy = col2 - col1, row2 - row1
     length2 = dx * dx + dy * dy
     max_length2 = float((h + 2 * border - 1) ** 2 + (w + 2 * border - 1) ** 2)
     step = codec.shift * inverse_sqrt(length2, max_length2) * ops.minimum(length2, 1.0)
-    x = ops.clip(col1 - border + dx * step, 0.0, w - 1.0)
-    y = ops.clip(row1 - border + dy * step, 0.0, h - 1.0)
-    score_row = ops.clip(row1 - border, 0.0, h - 1.0)
-    score_col = ops.clip(col1 - border, 0.0, w - 1.0)
-    scores = value_at(heatmaps, score_row, score_col) * (1.0 / codec.peak) + 0.5
-    return x, y, scores
+    return dx * step, dy * step
 
 
 def inverse_sqrt(values, max_value: float, dtype=np.float32):

@@ -16,7 +16,13 @@ Decode (tf-cpn ``mptest.py``, MSPN/RSN ``test.py``), per map:
 4. move ``p1`` 0.25 cell towards ``p2`` if ``|p2 - p1| > 1e-3``; clamp to the map;
 5. crop pixels ``= p * s + s / 2`` (the originals' ``x * 4 + 2`` at stride 4: the centre of the
    cell a floored keypoint came from);
-6. score = ``raw / peak + 0.5`` at the rounded (clamped) ``p1`` of the raw, un-blurred map.
+6. score = ``raw / peak + 0.5`` at the (clamped) ``p1`` of the raw, un-blurred map (the
+   originals read it at the rounded shifted point: the same cell, a step of 0.25 never rounds
+   away from ``p1``).
+
+``refine="dark"`` replaces step 4 with DARK's Taylor step (:mod:`keras_pose.codecs.dark`) at
+``p1`` on the raw map modulated by the target's own kernel: an option beyond the originals for
+coarse heatmaps (at 128x96 input a cell is 4 crop pixels). ``refine=None`` keeps ``p1``.
 
 ``convention="mmpose"`` decodes as MMPose's ``MegviiHeatmap`` (:mod:`keras_pose.codecs.mmpose`);
 the encode is the same.
@@ -29,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_pose.codecs import _common, mmpose
+from keras_pose.codecs import _common, dark, mmpose
 from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
 
 DECODE_BORDER = 10
@@ -51,6 +57,9 @@ class MegviiCodec:
         decode_blur: blur kernel before the arg-max (0 = none).
         decode_normalize: rescale each map to max 1 before blurring (CPN).
         convention: ``"original"`` or ``"mmpose"`` (MMPose's decode).
+        refine: default sub-cell step of :meth:`decode`: ``"quarter"`` (the originals'),
+            ``"dark"`` or ``None``; MMPose's convention has only ``"quarter"``.
+        dark_blur: DARK's modulation kernel (odd); by default the target's ``kernel_size``.
     """
 
     def __init__(
@@ -62,9 +71,12 @@ class MegviiCodec:
         decode_blur: int = 5,
         decode_normalize: bool = False,
         convention: str = ORIGINAL,
+        refine: str | None = "quarter",
+        dark_blur: int | None = None,
     ) -> None:
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        check_refine(refine, convention)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         if decode_blur > 1 and decode_blur % 2 == 0:
@@ -79,6 +91,8 @@ class MegviiCodec:
         self.border = DECODE_BORDER
         self.shift = SHIFT
         self.convention = convention
+        self.refine = refine
+        self.dark_blur = int(dark_blur) if dark_blur else self.kernel_size
 
     @property
     def sigma(self) -> float:
@@ -89,7 +103,8 @@ class MegviiCodec:
         return (
             f"MegviiCodec(kernel_size={self.kernel_size}, input_size={self.input_size}, "
             f"stride={self.stride}, peak={self.peak}, decode_blur={self.decode_blur}, "
-            f"decode_normalize={self.decode_normalize}, convention={self.convention!r})"
+            f"decode_normalize={self.decode_normalize}, convention={self.convention!r}, "
+            f"refine={self.refine!r}, dark_blur={self.dark_blur})"
         )
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -149,11 +164,13 @@ class MegviiCodec:
         maxima = planes.max(axis=(1, 2), keepdims=True)  # > 0: every plane holds a delta
         return planes / (maxima / np.float32(self.peak))
 
-    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints ``(N, K, 2)`` in crop pixels and scores ``(N, K)`` of ``(N, h, w, K)`` maps.
-
-        A single ``(h, w, K)`` map is decoded as a batch of one.
-        """
+    def decode(
+        self, heatmaps: np.ndarray, refine: str | None | bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints ``(N, K, 2)`` (crop pixels) and scores ``(N, K)`` of ``(N, h, w, K)`` maps
+        (or of one ``(h, w, K)`` map), with ``refine`` or the codec's own (``True``)."""
+        refine = self.refine if refine is True else refine
+        check_refine(refine, self.convention)
         raw = _common.check_heatmaps(heatmaps, self.heatmap_size)
         if self.convention == MMPOSE:
             return mmpose.decode_megvii(raw, self.stride, self.decode_blur or 5, self.peak)
@@ -161,11 +178,16 @@ class MegviiCodec:
         blurred = _common.blur_planes(_common.to_planes(maps, border=self.border), self.decode_blur)
         row1, col1 = _common.argmax_cells(blurred)
         n, k = np.indices(row1.shape)
-        blurred[n, k, row1, col1] = 0.0
-        row2, col2 = _common.argmax_cells(blurred)
-        cells = self._shift_and_clamp(row1, col1, row2, col2)
-        score_cells = np.rint(cells).astype(np.int64)
-        scores = raw[n, score_cells[..., 1], score_cells[..., 0], k] / self.peak + SCORE_OFFSET
+        if refine == "quarter":
+            blurred[n, k, row1, col1] = 0.0
+            row2, col2 = _common.argmax_cells(blurred)
+            cells = self._shift_and_clamp(row1, col1, row2, col2)
+        else:
+            cells = self._refine_and_clamp(raw, row1 - self.border, col1 - self.border, refine)
+        h, w = self.heatmap_size  # the score: at p1, clamped (where the quarter step rounds to)
+        score_rows = np.clip(row1 - self.border, 0, h - 1)
+        score_cols = np.clip(col1 - self.border, 0, w - 1)
+        scores = raw[n, score_rows, score_cols, k] / self.peak + SCORE_OFFSET
         keypoints = _common.cells_to_pixels(cells, self.stride)
         return keypoints.astype(np.float32), scores.astype(np.float32)
 
@@ -184,6 +206,23 @@ class MegviiCodec:
         y = row1 - self.border + dy * step
         h, w = self.heatmap_size
         return np.stack([np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)], axis=-1)
+
+    def _refine_and_clamp(self, raw, rows, cols, refine) -> np.ndarray:
+        """``p1`` (unpadded cells) plus DARK's step (``refine="dark"``), clamped."""
+        h, w = self.heatmap_size
+        cells = np.stack([cols, rows], axis=-1).astype(np.float64)
+        if refine == "dark":
+            cells = cells + dark.dark_offsets(raw, rows, cols, self.dark_blur)
+        x = np.clip(cells[..., 0], 0, w - 1)
+        y = np.clip(cells[..., 1], 0, h - 1)
+        return np.stack([x, y], axis=-1)
+
+
+def check_refine(refine, convention: str) -> None:
+    """A ValueError unless ``refine`` is a refinement the ``convention``'s decode has."""
+    _common.check_refine(refine)
+    if convention == MMPOSE and refine != "quarter":
+        raise ValueError(f"MMPose's Megvii decode has only refine='quarter', got {refine!r}")
 
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:

@@ -30,8 +30,6 @@ import numpy as np
 from keras_pose.codecs import _common, dark, mmpose
 from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
 
-REFINEMENTS = ("quarter", "dark", None)
-
 
 class MSRACodec:
     """Targets and decoding of CPM/Hourglass heatmaps.
@@ -61,7 +59,7 @@ class MSRACodec:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
-        _check_refine(refine)
+        _common.check_refine(refine)
         self.sigma = float(sigma)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.stride = int(stride)
@@ -109,7 +107,7 @@ class MSRACodec:
         is decoded as a batch of one.
         """
         refine = self.refine if refine is True else refine
-        _check_refine(refine)
+        _common.check_refine(refine)
         maps = _common.check_heatmaps(heatmaps, self.heatmap_size)
         if self.convention == MMPOSE:
             keypoints, scores = mmpose.decode_msra(maps, self.stride, refine, self.dark_blur)
@@ -145,8 +143,3 @@ def quarter_offsets(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.
     diff_y = maps[n, r + 1, c, k] - maps[n, r - 1, c, k]
     offsets = 0.25 * np.stack([np.sign(diff_x), np.sign(diff_y)], axis=-1)
     return offsets * interior[..., None]
-
-
-def _check_refine(refine) -> None:
-    if refine not in REFINEMENTS:
-        raise ValueError(f"refine must be one of {REFINEMENTS}, got {refine!r}")

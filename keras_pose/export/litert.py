@@ -193,7 +193,7 @@ class LiteRTConverter:
                 if problems:
                     raise ExportCompatibilityError(
                         f"{what} would not run whole on the TFLite GPU delegate: "
-                        + "; ".join(problems)
+                        + "; ".join(problems) + _dark_hint(self.decode, self.model.spec)
                     )
             if check:
                 if calibration is not None:
@@ -337,3 +337,12 @@ class LiteRTRunner:
             self.runner(**{self.input_name: crop[None].astype(np.float32)}) for crop in crops
         ]
         return {name: np.concatenate([r[name] for r in results]) for name in self.output_names}
+
+
+def _dark_hint(decode: bool, spec: Any) -> str:
+    """What to do when a decode's DARK step (``LOG``, ``DIV``) keeps it off the GPU delegate."""
+    if not decode or spec.refine != "dark":
+        return ""
+    return (" (the model decodes with DARK's step, which needs LOG and DIV: set "
+            "model.decode_refine = 'quarter', export with decode=False, or pass "
+            "require_gpu_compatible=False)")

@@ -42,7 +42,8 @@ class Predictor:
         flip_test: average with the mirrored crop; defaults to ``model.spec.flip_test``.
         batch_size: crops per model call (the flip test makes a second call of the mirrored
             crops).
-        refine: sub-cell refinement of MSRA codecs (``"quarter"``, ``"dark"`` or ``None``).
+        refine: the decode's sub-cell step (``"quarter"``, ``"dark"`` or ``None``); by default
+            the model's own (``model.spec.refine``: the originals' quarter step unless set).
 
     ``predictor(image, boxes)`` returns ``(N, K, 3)`` keypoints ``x, y, score`` in image pixels;
     :meth:`predict_many` batches crops across many images.
@@ -54,7 +55,7 @@ class Predictor:
         dataset_info: DatasetInfo | None = None,
         flip_test: bool | None = None,
         batch_size: int = 32,
-        refine: str | None = "quarter",
+        refine: str | None | bool = True,
     ) -> None:
         spec = getattr(model, "spec", None)
         if not isinstance(spec, PoseSpec):

@@ -87,6 +87,16 @@ class PoseModel(keras.Model):
     def spec(self) -> PoseSpec:
         return self._pose_spec
 
+    @property
+    def decode_refine(self) -> str | None:
+        """The decode's sub-cell step (``"quarter"``: the originals', ``"dark"``, ``None``),
+        which the Predictor, the evaluation and the exports use; saved with the model."""
+        return self._pose_spec.refine
+
+    @decode_refine.setter
+    def decode_refine(self, refine: str | None) -> None:
+        self._pose_spec = self._pose_spec.with_refine(refine)
+
     variant = "original"
 
     @property
@@ -162,14 +172,16 @@ class PoseModel(keras.Model):
         return super().train_on_batch(*args, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "trainable": self.trainable}
+        return {"name": self.name, "trainable": self.trainable, "decode_refine": self.decode_refine}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], custom_objects: Any = None) -> PoseModel:
         config = dict(config)
         trainable = config.pop("trainable", True)
+        refine = config.pop("decode_refine", "quarter")  # (files saved before it was kept)
         model = cls(**config)
         model.trainable = trainable
+        model.decode_refine = refine
         return model
 
 

@@ -62,10 +62,15 @@ AUGMENT_PRESETS = {"family": True, "short": SHORT_RUN_AUGMENT, "none": False}
 # (15, 11, 9, 7, 5; sized for 64x48 heatmaps) draw targets twice as wide relative to the person.
 # Halved widths, rounded up so that the last unit keeps a blurred peak (5 -> 3, not a one-hot
 # 1), gave AP 0.289 against 0.267 in the same 15 minutes (benchmarks/main_job.md).
+# On the same 32x24 heatmaps a cell is 4 crop pixels: DARK's sub-cell step instead of RSN's
+# quarter step moved the AP of each of ten saved main-job models by +0.015 to +0.022 (mean
+# +0.018; benchmarks/main_job.md). The targets, losses and model stay RSN's.
 MAIN_JOB_CPU = {
     "input_size": (128, 96),
     "model_kwargs": {"target_kernels": (7, 5, 5, 3, 3)},
+    "decode_refine": "dark",
 }
+DECODE_REFINEMENTS = {"quarter": "quarter", "dark": "dark", "none": None}
 
 
 @dataclasses.dataclass
@@ -92,6 +97,10 @@ class TrainConfig:
         model: a name of :data:`keras_pose.models.MODELS`.
         model_kwargs: further constructor arguments.
         input_size: ``(height, width)``.
+        decode_refine: the decode's sub-cell step, a name of :data:`DECODE_REFINEMENTS`
+            (``"quarter"``: the originals', ``"dark"``, ``"none"``); kept with the model, so
+            its evaluation, ``predictions.png``, exports and any later Predictor use it.
+            Default the model's own (the main job on CPU: ``"dark"``).
     Optimisation:
         epochs: default: as many samples as the original saw (:class:`FamilyRecipe`).
         steps_per_epoch: default: one pass over the training people.
@@ -147,6 +156,7 @@ class TrainConfig:
     model: str | None = None
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     input_size: tuple[int, int] | None = None
+    decode_refine: str | None = None
     epochs: int | None = None
     steps_per_epoch: int | None = None
     first_epoch_steps: int | None = None
@@ -263,6 +273,10 @@ def check_numbers(config: TrainConfig) -> None:
     if isinstance(config.augment, str) and config.augment not in AUGMENT_PRESETS:
         raise ValueError(f"augment (--augment) must be one of {', '.join(AUGMENT_PRESETS)}, "
                          f"got {config.augment!r}")
+    refine = config.decode_refine
+    if refine is not None and refine not in DECODE_REFINEMENTS:
+        raise ValueError(f"decode_refine (--decode-refine) must be one of "
+                         f"{', '.join(DECODE_REFINEMENTS)}, got {refine!r}")
     rate = config.learning_rate
     if rate is not None and not (math.isfinite(rate) and rate > 0):
         raise ValueError(f"learning_rate (--lr) must be a finite number > 0, got {rate!r}")

@@ -47,7 +47,8 @@ def plan_line(run: Run) -> str:
     if state.first_epoch != state.steps_per_epoch:
         epochs = f"1 epoch x {state.first_epoch} + {state.epochs - 1} x {state.steps_per_epoch}"
     line = (f"PLAN {run.config.model} {'x'.join(map(str, run.model.spec.input_size))}, "
-            f"{run.policy}, {device}: {epochs} steps of {state.global_batch} = "
+            f"{run.policy}, decode {run.model.decode_refine or 'none'}, {device}: {epochs} "
+            f"steps of {state.global_batch} = "
             f"{run.total_steps} steps, COCO AP every {run.config.eval_every or state.epochs} "
             "epoch(s)")
     if plan is not None:

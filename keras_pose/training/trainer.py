@@ -55,7 +55,7 @@ from keras_pose.training.callbacks import (
     TensorBoardLogger,
 )
 from keras_pose.training.checkpoints import TrainingState
-from keras_pose.training.config import TrainConfig
+from keras_pose.training.config import DECODE_REFINEMENTS, TrainConfig
 from keras_pose.training.data import TrainingInput
 from keras_pose.training.distribute import (
     is_chief,
@@ -358,11 +358,15 @@ def model_identity(name: str, spec: Any) -> str:
 
 
 def build_run_model(config: TrainConfig, num_keypoints: int):
-    """The uncompiled model of ``config`` (name, input size, extra arguments) for K keypoints."""
+    """The uncompiled model of ``config`` (name, input size, extra arguments, decode) for K
+    keypoints."""
     kwargs = {**config.model_kwargs, "num_keypoints": num_keypoints, "compile": False}
     if config.input_size is not None:
         kwargs["input_shape"] = (int(config.input_size[0]), int(config.input_size[1]), 3)
-    return build_model(config.model, **kwargs)
+    model = build_model(config.model, **kwargs)
+    if config.decode_refine is not None:
+        model.decode_refine = DECODE_REFINEMENTS[config.decode_refine]
+    return model
 
 
 def resumed_state(
