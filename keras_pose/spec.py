@@ -29,6 +29,16 @@ CONVENTIONS = (ORIGINAL, MMPOSE)
 REFINEMENTS = ("quarter", "dark", None)
 
 
+def check_refine(refine: str | None, megvii_mmpose: bool = False, name: str = "refine") -> None:
+    """A ValueError unless ``refine`` is one of :data:`REFINEMENTS` that the decode has
+    (``megvii_mmpose``: MMPose's Megvii decode, which has only its quarter step)."""
+    if refine not in REFINEMENTS:
+        raise ValueError(f"{name} must be one of {REFINEMENTS}, got {refine!r}")
+    if megvii_mmpose and refine != "quarter":
+        raise ValueError("MMPose's Megvii decode (convention 'mmpose') has only "
+                         f"refine='quarter', got {refine!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class CodecSpec:
     """How targets are drawn for one output and how heatmaps are read back.
@@ -66,13 +76,7 @@ class CodecSpec:
             raise ValueError(
                 f"CodecSpec.convention must be one of {CONVENTIONS}, got {self.convention!r}"
             )
-        if self.refine not in REFINEMENTS:
-            raise ValueError(f"CodecSpec.refine must be one of {REFINEMENTS}, got {self.refine!r}")
-        if self.type == MEGVII and self.mmpose and self.refine != "quarter":
-            raise ValueError(
-                "MMPose's Megvii decode has only its quarter step: refine must be 'quarter' "
-                f"for convention 'mmpose', got {self.refine!r}"
-            )
+        check_refine(self.refine, self.type == MEGVII and self.mmpose, "CodecSpec.refine")
         if self.type not in (MEGVII, MSRA):
             raise ValueError(f"CodecSpec.type must be '{MEGVII}' or '{MSRA}', got {self.type!r}")
         if self.type == MEGVII and (self.kernel_size < 1 or self.kernel_size % 2 == 0):

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from keras_pose.spec import REFINEMENTS
-
 
 def heatmap_size(input_size: Sequence[int], stride: int) -> tuple[int, int]:
     """``(h, w)`` of a stride-``stride`` output for an ``input_size = (H, W)`` crop."""
@@ -26,12 +24,6 @@ def heatmap_size(input_size: Sequence[int], stride: int) -> tuple[int, int]:
     if height < stride or width < stride:
         raise ValueError(f"input_size {tuple(input_size)} is smaller than the stride {stride}")
     return height // stride, width // stride
-
-
-def check_refine(refine) -> None:
-    """A ValueError unless ``refine`` is one of :data:`keras_pose.spec.REFINEMENTS`."""
-    if refine not in REFINEMENTS:
-        raise ValueError(f"refine must be one of {REFINEMENTS}, got {refine!r}")
 
 
 def opencv_sigma(kernel_size: int) -> float:

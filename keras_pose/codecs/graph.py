@@ -35,10 +35,10 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_pose.codecs import _common, dark, megvii
+from keras_pose.codecs import _common, dark
 from keras_pose.codecs.megvii import MegviiCodec
 from keras_pose.codecs.msra import MSRACodec
-from keras_pose.spec import MMPOSE, ORIGINAL
+from keras_pose.spec import MMPOSE, check_refine
 
 BIG = 1e30
 
@@ -56,18 +56,17 @@ def decode_graph(heatmaps, codec, refine: str | None | bool = True):
             f"heatmaps must be (N, {codec.heatmap_size[0]}, {codec.heatmap_size[1]}, K) with a "
             f"known K for {codec!r}, got {shape}"
         )
-    mmpose = getattr(codec, "convention", ORIGINAL) == MMPOSE
     if not isinstance(codec, (MegviiCodec, MSRACodec)):
         raise TypeError(f"decode_graph needs a MegviiCodec or MSRACodec, got {type(codec)}")
+    mmpose = codec.convention == MMPOSE
+    megvii = isinstance(codec, MegviiCodec)
     refine = codec.refine if refine is True else refine
-    if isinstance(codec, MegviiCodec):
-        megvii.check_refine(refine, codec.convention)
-        if mmpose:
-            x, y, scores = _megvii_mmpose(heatmaps, codec)
-        else:
-            x, y, scores = _megvii(heatmaps, codec, refine)
+    check_refine(refine, megvii and mmpose)
+    if megvii and mmpose:
+        x, y, scores = _megvii_mmpose(heatmaps, codec)
+    elif megvii:
+        x, y, scores = _megvii(heatmaps, codec, refine)
     else:
-        _common.check_refine(refine)
         x, y, scores = (_msra_mmpose if mmpose else _msra)(heatmaps, codec, refine)
     num_keypoints = shape[3]
     half = 0.0 if mmpose else 0.5 * codec.stride

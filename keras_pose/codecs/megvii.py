@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_pose.codecs import _common, dark, mmpose
-from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
+from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL, check_refine
 
 DECODE_BORDER = 10
 SHIFT = 0.25
@@ -76,7 +76,7 @@ class MegviiCodec:
     ) -> None:
         if convention not in CONVENTIONS:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-        check_refine(refine, convention)
+        check_refine(refine, convention == MMPOSE)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         if decode_blur > 1 and decode_blur % 2 == 0:
@@ -170,7 +170,7 @@ class MegviiCodec:
         """Keypoints ``(N, K, 2)`` (crop pixels) and scores ``(N, K)`` of ``(N, h, w, K)`` maps
         (or of one ``(h, w, K)`` map), with ``refine`` or the codec's own (``True``)."""
         refine = self.refine if refine is True else refine
-        check_refine(refine, self.convention)
+        check_refine(refine, self.convention == MMPOSE)
         raw = _common.check_heatmaps(heatmaps, self.heatmap_size)
         if self.convention == MMPOSE:
             return mmpose.decode_megvii(raw, self.stride, self.decode_blur or 5, self.peak)
@@ -216,13 +216,6 @@ class MegviiCodec:
         x = np.clip(cells[..., 0], 0, w - 1)
         y = np.clip(cells[..., 1], 0, h - 1)
         return np.stack([x, y], axis=-1)
-
-
-def check_refine(refine, convention: str) -> None:
-    """A ValueError unless ``refine`` is a refinement the ``convention``'s decode has."""
-    _common.check_refine(refine)
-    if convention == MMPOSE and refine != "quarter":
-        raise ValueError(f"MMPose's Megvii decode has only refine='quarter', got {refine!r}")
 
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:

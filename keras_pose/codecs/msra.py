@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keras_pose.codecs import _common, dark, mmpose
-from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL
+from keras_pose.spec import CONVENTIONS, MMPOSE, ORIGINAL, check_refine
 
 
 class MSRACodec:
@@ -59,7 +59,7 @@ class MSRACodec:
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
-        _common.check_refine(refine)
+        check_refine(refine)
         self.sigma = float(sigma)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.stride = int(stride)
@@ -107,7 +107,7 @@ class MSRACodec:
         is decoded as a batch of one.
         """
         refine = self.refine if refine is True else refine
-        _common.check_refine(refine)
+        check_refine(refine)
         maps = _common.check_heatmaps(heatmaps, self.heatmap_size)
         if self.convention == MMPOSE:
             keypoints, scores = mmpose.decode_msra(maps, self.stride, refine, self.dark_blur)

@@ -63,8 +63,8 @@ AUGMENT_PRESETS = {"family": True, "short": SHORT_RUN_AUGMENT, "none": False}
 # Halved widths, rounded up so that the last unit keeps a blurred peak (5 -> 3, not a one-hot
 # 1), gave AP 0.289 against 0.267 in the same 15 minutes (benchmarks/main_job.md).
 # On the same 32x24 heatmaps a cell is 4 crop pixels: DARK's sub-cell step instead of RSN's
-# quarter step moved the AP of each of ten saved main-job models by +0.015 to +0.022 (mean
-# +0.018; benchmarks/main_job.md). The targets, losses and model stay RSN's.
+# quarter step moved the AP of each of 17 saved main-job models by +0.011 to +0.023 (mean
+# +0.017; benchmarks/main_job.md). The targets, losses and model stay RSN's.
 MAIN_JOB_CPU = {
     "input_size": (128, 96),
     "model_kwargs": {"target_kernels": (7, 5, 5, 3, 3)},
