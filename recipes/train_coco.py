@@ -85,8 +85,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="default: one pass over the people")
     optim.add_argument("--first-epoch-steps", type=positive_int,
                        help="a first epoch of its own length, trained on the schedule of "
-                            "--epochs of it (what a re-planned budgeted run did; its PLAN "
-                            "line gives the flags that repeat it)")
+                            "--epochs of it")
+    optim.add_argument("--epoch-steps", metavar="N,N,...",
+                       help="each epoch's steps, instead of --epochs and --steps-per-epoch "
+                            "(what a re-planned budgeted run did: its PLAN lines give the "
+                            "flags that repeat it)")
     optim.add_argument("--batch-size", type=positive_int, help="global batch (crops per step, all "
                                                       "replicas); default 32 per replica")
     optim.add_argument("--lr", type=positive_float, help="base (peak) learning rate")
@@ -94,8 +97,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     optim.add_argument("--time-budget", type=duration, metavar="DURATION",
                        help="size the run to end this long after its start (15m, 900s, 1h30m):"
                             " a few steps are timed, then steps, epochs and the learning-rate "
-                            "schedule are planned to fit, and re-planned after the first epoch "
-                            "from its own steps; default 15m for the main job (no "
+                            "schedule are planned to fit, and re-planned after each epoch "
+                            "from the run's own steps; default 15m for the main job (no "
                             "--data-dir, rsn18), none otherwise; --epochs wins")
     optim.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="fp32, bf16 (mixed_bfloat16) or auto (default: fp32; see README)")
@@ -187,6 +190,7 @@ def config_from_args(args: argparse.Namespace):
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         first_epoch_steps=args.first_epoch_steps,
+        epoch_steps=args.epoch_steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         schedule=args.schedule,

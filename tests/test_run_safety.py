@@ -155,7 +155,7 @@ def test_non_finite_weights_are_never_written(tmp_path):
 
     model = TinyPoseNet(input_shape=(16, 12, 3), num_keypoints=3, width=2)
     model.compile()
-    state = checkpoints.TrainingState(global_step=1, steps_per_epoch=2, global_batch=2, epochs=1)
+    state = checkpoints.TrainingState(global_step=1, epoch_steps=[2], global_batch=2)
     checkpoints.save_backup(model, tmp_path, state)
     before = digests(tmp_path)
     model.trainable_variables[0].assign(np.full(model.trainable_variables[0].shape, np.inf))

@@ -13,6 +13,7 @@ import pytest
 from keras_pose.training import checkpoints
 from keras_pose.training import plan as planning
 from keras_pose.training.checkpoints import TrainingState
+from keras_pose.training.config import TrainConfig
 from keras_pose.training.plan import (
     BudgetPlan,
     cpu_flags,
@@ -85,10 +86,10 @@ def test_plan_fits_the_budget_and_scales_with_the_step_time():
     slow = plan_budget(900, 60, 0.62, 15)
     fast = plan_budget(900, 60, 0.31, 15)
     for plan in (slow, fast):
-        first = plan.first_epoch_steps
-        assert plan.total_steps == first + (plan.epochs - 1) * plan.steps_per_epoch
-        assert first <= plan.steps_per_epoch < 2 * first  # the first epoch: a power of two
-        assert first & (first - 1) == 0
+        first, *rest = plan.epoch_steps
+        assert len(set(rest)) == 1 and first <= rest[0] < 2 * first
+        assert first & (first - 1) == 0  # the first epoch: a power of two
+        assert plan.total_steps == first + (plan.epochs - 1) * rest[0]
         assert 800 < plan.expected_seconds <= 900
         assert plan.eval_every * planning.EVALUATIONS >= plan.epochs  # evaluations spread out
     assert 1.9 < fast.total_steps / slow.total_steps < 2.1
@@ -96,41 +97,77 @@ def test_plan_fits_the_budget_and_scales_with_the_step_time():
     # a few percent of timing noise rarely moves the plan (steps in STEP_QUANTUM units), and
     # 10% (two fresh clones timed 0.54 and 0.60 s) leaves the first epoch alone
     assert plan_budget(900, 60, 0.621, 15).total_steps == slow.total_steps
-    assert plan_budget(900, 60, 0.68, 15).first_epoch_steps == slow.first_epoch_steps
-    assert slow.flags() == (f"--epochs {slow.epochs} --steps-per-epoch {slow.steps_per_epoch} "
-                            f"--first-epoch-steps {slow.first_epoch_steps}")
+    assert plan_budget(900, 60, 0.68, 15).epoch_steps[0] == slow.epoch_steps[0]
+    assert slow.flags() == "--epoch-steps " + ",".join(map(str, slow.epoch_steps))
 
 
+def run_and_replan(first: BudgetPlan, epochs: int, seconds_per_step: float) -> BudgetPlan:
+    """The plan after ``epochs`` epochs of a run whose steps take ``seconds_per_step`` (the
+    first epoch's at the first plan's speed), re-planned after each."""
+    plan, elapsed = first, 45 + first.epoch_steps[0] * first.seconds_per_step
+    for done in range(1, epochs + 1):
+        if done > 1:
+            elapsed += plan.epoch_steps[done - 1] * seconds_per_step
+        elapsed += planning.EPOCH_END_SECONDS + first.eval_seconds * (done % plan.eval_every == 0)
+        before = plan
+        plan = replan_budget(plan, 900, elapsed, seconds_per_step, done)
+        assert plan.epoch_steps[:done] == before.epoch_steps[:done]  # the epochs done stay
+    return plan
+
+
+@pytest.mark.parametrize("done", [1, 4, 7])
 @pytest.mark.parametrize("first_seconds, run_seconds", [(0.5, 0.4), (0.4, 0.5), (0.4, 0.4)])
-def test_replan_sizes_the_other_epochs_from_the_first(first_seconds, run_seconds):
-    """The first plan rests on a few timed steps; after the first epoch the run knows its own
-    step time and re-sizes the other epochs to end on time."""
+def test_replan_sizes_the_epochs_left_from_the_run_own_steps(first_seconds, run_seconds, done):
+    """The first plan rests on a few timed steps; after each epoch the run knows its own step
+    time and re-sizes the epochs left to end on time."""
     first = plan_budget(900, 45, first_seconds, 8)
-    first_epoch_end = 45 + first.first_epoch_steps * run_seconds + planning.EPOCH_END_SECONDS
-    plan = replan_budget(first, 900, first_epoch_end, run_seconds)
+    plan = run_and_replan(first, done, run_seconds)
     assert plan.epochs == first.epochs and plan.eval_every == first.eval_every
-    assert plan.first_epoch_steps == first.first_epoch_steps
-    assert plan.steps_per_epoch % planning.EPOCH_QUANTUM == 0
-    assert plan.total_steps == first.first_epoch_steps + (plan.epochs - 1) * plan.steps_per_epoch
-    assert plan.seconds_per_step == run_seconds
-    # it ends within one quantum of steps per epoch of the budget less the margin
-    slack = (plan.epochs - 1) * planning.EPOCH_QUANTUM * run_seconds
+    left = plan.epoch_steps[done:]
+    assert len(set(left)) == 1 and left[0] % planning.EPOCH_QUANTUM == 0
+    assert (plan.seconds_per_step, plan.after_epoch) == (run_seconds, done)
+    # it ends within one quantum of steps per epoch left of the budget less the margin
+    slack = len(left) * planning.EPOCH_QUANTUM * run_seconds
     assert 900 - planning.MARGIN_SECONDS - slack <= plan.expected_seconds
     assert plan.expected_seconds <= 900 - planning.MARGIN_SECONDS
-    # a faster run than timed gets longer epochs, a slower one shorter, an equal one the
-    # same steps (give or take the first plan's rounding)
+    # a faster run than timed gets longer epochs, a slower one shorter; an equal one about
+    # the same (the first plan's rounding, and its epoch-end estimate, which the re-plan
+    # measures within the step time)
     change = plan.total_steps - first.total_steps
     if first_seconds == run_seconds:
-        assert abs(change) <= planning.STEP_QUANTUM
+        assert -len(left) * planning.EPOCH_QUANTUM <= change <= planning.STEP_QUANTUM + (
+            first.epochs * planning.EPOCH_END_SECONDS / run_seconds)
     else:
         assert np.sign(change) == np.sign(first_seconds - run_seconds)
-        assert abs(change) > 0.15 * first.total_steps
-    assert plan.flags() == (f"--epochs {plan.epochs} --steps-per-epoch {plan.steps_per_epoch} "
-                            f"--first-epoch-steps {first.first_epoch_steps}")
+        assert abs(change) > 0.15 * sum(first.epoch_steps[1:])
+    assert plan.flags() == "--epoch-steps " + ",".join(map(str, plan.epoch_steps))
 
 
-def test_a_first_epoch_of_its_own_length_in_the_training_state():
-    state = TrainingState(steps_per_epoch=5, epochs=3, first_epoch_steps=3)
+def test_each_replan_moves_only_the_epochs_left():
+    """A run whose steps speed up after its first re-plan (run O of the main job: 0.72 s a
+    step in its first epoch, 0.56-0.62 later) gets the time back at the next one, and a
+    measured evaluation replaces the estimate."""
+    plan = plan_budget(900, 45, 0.77, 8)
+    elapsed = 45 + plan.epoch_steps[0] * 0.72
+    plan = replan_budget(plan, 900, elapsed, 0.72, 1)
+    elapsed += sum(plan.epoch_steps[1:4]) * 0.6 + 8
+    later = replan_budget(plan, 900, elapsed, 0.6, 4)
+    assert later.epoch_steps[:4] == plan.epoch_steps[:4]
+    assert later.epoch_steps[4] > 1.1 * plan.epoch_steps[4]
+    evaluations = planning.evaluations_after(4, plan.epochs, plan.eval_every)
+    unused = 900 - (elapsed + sum(plan.epoch_steps[4:]) * 0.6
+                    + evaluations * plan.eval_seconds + planning.FINISH_SECONDS)
+    assert unused > 60  # what keeping the first re-plan would have left unused
+    assert planning.MARGIN_SECONDS <= 900 - later.expected_seconds <= (
+        planning.MARGIN_SECONDS + 4 * planning.EPOCH_QUANTUM * 0.6)
+    slow_evaluations = replan_budget(plan, 900, elapsed, 0.6, 4, eval_seconds=60.0)
+    assert slow_evaluations.eval_seconds == 60.0
+    assert slow_evaluations.total_steps < later.total_steps  # two evaluations left, 52 s more
+    assert replan_budget(later, 900, elapsed, 0.6, 8) == later  # nothing left to re-plan
+
+
+def test_epochs_of_their_own_lengths_in_the_training_state():
+    state = TrainingState(epoch_steps=[3, 5, 5])
     assert state.total_steps == 3 + 2 * 5
     located = [state.locate(step) for step in (0, 2, 3, 7, 8, 12, 13)]
     assert located == [(0, 0), (0, 2), (1, 0), (1, 4), (2, 0), (2, 4), (3, 0)]
@@ -139,17 +176,50 @@ def test_a_first_epoch_of_its_own_length_in_the_training_state():
     assert state.schedule_steps == 9
     state.global_step = 3
     assert (state.epoch, state.step_in_epoch, state.schedule_steps) == (1, 0, 13)
-    uniform = TrainingState(steps_per_epoch=5, epochs=3, global_step=7)
+    uniform = TrainingState(epoch_steps=[5, 5, 5], global_step=7)
     assert (uniform.total_steps, uniform.epoch, uniform.step_in_epoch) == (15, 1, 2)
-    assert uniform.schedule_steps == 15
-    with pytest.raises(ValueError, match="first_epoch_steps"):
-        state.check_compatible(5, 0, 0, None)
-    state.check_compatible(5, 0, 0, 3)
+    assert uniform.schedule_steps == 15 and uniform.schedules_left() == {15}
+    # re-planned twice: each epoch trains on the run its plan then foresaw
+    replanned = TrainingState(epoch_steps=[2, 3, 4, 4])
+    assert [replanned.schedule_steps_of(e) for e in range(4)] == [8, 11, 13, 13]
+    assert replanned.schedules_left() == {8, 11, 13}
+    assert [replanned.last_of_equal_epochs(e) for e in range(4)] == [0, 1, 3, 3]
+    # a resume must keep the epochs up to the one it resumes in; later ones may change
+    state.check_compatible([3, 5, 9], 0, 0)
+    with pytest.raises(ValueError, match="epoch steps"):
+        state.check_compatible([3, 6, 5], 0, 0)
+    with pytest.raises(ValueError, match="epoch steps"):
+        state.check_compatible([5, 5, 5], 0, 0)
+
+
+def test_epoch_layouts_from_the_settings():
+    from keras_pose.training.trainer import epoch_layout
+
+    class Inputs:
+        global_batch = 4
+
+        @staticmethod
+        def steps_per_pass():
+            return 7
+
+    def layout(**changes):
+        config = dataclasses.replace(TrainConfig(model="tiny", data_dir="d"), **changes)
+        return epoch_layout(config.resolved(), Inputs, "rsn")
+
+    assert layout(epochs=3) == [7, 7, 7]
+    assert layout(epochs=3, steps_per_epoch=5, first_epoch_steps=2) == [2, 5, 5]
+    assert layout(epoch_steps="2, 3,4") == layout(epoch_steps=(2, 3, 4)) == [2, 3, 4]
+    for wrong, message in [("2,x", "integers >= 1"), ((2, 0), "integers >= 1"), ((), ">= 1")]:
+        with pytest.raises(ValueError, match=message):
+            layout(epoch_steps=wrong)
+    with pytest.raises(ValueError, match="drop --steps-per-epoch, --epochs 2"):
+        layout(epoch_steps=(2, 3, 4), steps_per_epoch=3, epochs=2)
+    assert layout(epoch_steps=(2, 3), epochs=2) == [2, 3]
 
 
 def test_plan_with_fixed_epoch_length_and_a_budget_too_small():
     plan = plan_budget(900, 60, 0.6, 15, steps_per_epoch=184)
-    assert plan.steps_per_epoch == 184 and plan.expected_seconds <= 900
+    assert set(plan.epoch_steps) == {184} and plan.expected_seconds <= 900
     tiny = plan_budget(30, 60, 0.6, 15)
     assert tiny.total_steps >= planning.STEP_QUANTUM // 2 and tiny.epochs >= 1
     with pytest.raises(ValueError, match="seconds_per_step"):
@@ -264,7 +334,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
 
     monkeypatch.setattr(planning, "STEP_QUANTUM", 4)
     monkeypatch.setattr(planning, "EPOCH_QUANTUM", 3)
-    monkeypatch.setattr(planning, "EPOCHS_PER_PLAN", 2)
+    monkeypatch.setattr(planning, "EPOCHS_PER_PLAN", 3)
     monkeypatch.setattr(planning, "FINISH_SECONDS", 0.0)
     reference = prepare(tiny_config(tmp_path / "reference", epochs=1, precision="fp32"))
     reference.lock.release()
@@ -274,10 +344,10 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert len(traces) == 1  # the timed steps traced the run's step
     assert "time budget (1 s) is too short" in caplog.text
     assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
-    assert (run.state.epochs, run.state.steps_per_epoch) == (2, 2)
+    assert run.state.epoch_steps == [1, 1, 1]
     assert run.config.eval_every == 1
     schedule = run.model.optimizer._learning_rate  # noqa: SLF001
-    assert schedule.total_steps == run.total_steps == 4  # the schedule decays over the plan
+    assert schedule.total_steps == run.total_steps == 3  # the schedule decays over the plan
     # the timed steps were undone: same seed, same initial weights (BatchNorm included), and
     # the optimizer at step 0 with zero moments
     for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
@@ -287,34 +357,51 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     for mine, theirs in zip(optimizer_state, reference.model.optimizer.variables):
         np.testing.assert_array_equal(mine, theirs.numpy())
 
+    # re-planned after each epoch from the run's own times; the second re-plan (made one step
+    # longer here, as a machine that sped up would) moves the last epoch alone
+    replans = []
+
+    def replan_budget(plan, budget, elapsed, seconds_per_step, done, eval_seconds=None):
+        replans.append((done, seconds_per_step, eval_seconds))
+        plan = real_replan_budget(plan, budget, elapsed, seconds_per_step, done, eval_seconds)
+        if done == 2:
+            plan = dataclasses.replace(plan, epoch_steps=plan.epoch_steps[:2] + (4,))
+        return plan
+
+    real_replan_budget = planning.replan_budget
+    monkeypatch.setattr(planning, "replan_budget", replan_budget)
     summary = execute(run)
-    assert len(traces) == 1  # neither the run, its re-plan nor its second fit traced again
+    assert len(traces) == 1  # neither the run, its re-plans nor its other fits traced again
+    assert [done for done, _, _ in replans] == [1, 2]
+    assert all(seconds > 0 and evaluation > 0 for _, seconds, evaluation in replans)
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     printed = capsys.readouterr().out
     plan_lines = [line for line in printed.splitlines() if line.startswith("PLAN tiny 64x48")]
-    assert len(plan_lines) == 2 and "2 epochs x 2 steps of 4 = 4 steps" in plan_lines[0]
+    assert len(plan_lines) == 3 and "3 epochs x 1 steps of 4 = 3 steps" in plan_lines[0]
     assert "s/step measured" in plan_lines[0]
-    assert "--epochs 2 --steps-per-epoch 2 --seed 0 --precision fp32" in plan_lines[0]
-    # re-planned from epoch 1's own steps: the second epoch as long as the quantum allows
-    assert "1 epoch x 2 + 1 x 3 steps of 4 = 5 steps" in plan_lines[1]
+    assert "--epochs 3 --steps-per-epoch 1 --seed 0 --precision fp32" in plan_lines[0]
+    assert "1 epoch x 1 + 2 x 3 steps of 4 = 7 steps" in plan_lines[1]
     assert "s/step in epoch 1" in plan_lines[1]
-    repeat = "--epochs 2 --steps-per-epoch 3 --first-epoch-steps 2 --seed 0 --precision fp32"
-    assert repeat in plan_lines[1]
-    assert summary["first_plan"]["total_steps"] == 4
-    assert summary["plan"]["total_steps"] == summary["global_step"] == 5
-    assert schedule.total_steps == 5  # the schedule was re-sized to the new plan
-    assert [entry["global_step"] for entry in summary["history"]] == [2, 5]
+    assert "1 epoch x 1 + 1 x 3 + 1 x 4 steps of 4 = 8 steps" in plan_lines[2]
+    assert "s/step in epoch 2" in plan_lines[2]
+    repeat = "--epoch-steps 1,3,4 --seed 0 --precision fp32"
+    assert repeat in plan_lines[2]
+    assert summary["first_plan"]["total_steps"] == 3
+    assert summary["plan"]["total_steps"] == summary["global_step"] == 8
+    assert summary["epoch_steps"] == [1, 3, 4]
+    assert schedule.total_steps == 8  # the schedule was re-sized to the last plan
+    assert [entry["global_step"] for entry in summary["history"]] == [1, 4, 8]
     seconds = [entry["seconds"] for entry in summary["history"]]
-    assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]
+    assert len(seconds) == 3 and 0 < seconds[0] < seconds[1] < seconds[2]
     saved = checkpoints.load_state(run.config.out_dir)
-    assert (saved.first_epoch_steps, saved.steps_per_epoch, saved.global_step) == (2, 3, 5)
+    assert (saved.epoch_steps, saved.global_step) == ([1, 3, 4], 8)
 
-    # the flags repeat the run exactly: same data, same schedule, same weights
-    again = prepare(tiny_config(tmp_path / "repeat", epochs=2, steps_per_epoch=3,
-                                first_epoch_steps=2, precision="fp32", draw=False))
-    assert execute(again)["global_step"] == 5
+    # the flags repeat the run exactly: same data, same schedules, same weights
+    again = prepare(tiny_config(tmp_path / "repeat", epoch_steps="1,3,4", precision="fp32",
+                                draw=False))
+    assert execute(again)["global_step"] == 8
     for mine, theirs in zip(run.model.get_weights(), again.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
 
@@ -425,15 +512,15 @@ def test_learning_curve_is_drawn_from_the_history(tmp_path):
         draw_learning_curve([{"epoch": 1, "loss": 1.0}], str(tmp_path / "none.png"))
 
 
-@pytest.mark.parametrize("stop_at", [1, 3])
-def test_a_run_with_its_own_first_epoch_resumes_exactly(tmp_path, monkeypatch, stop_at):
-    """Stopped inside its first epoch (on the first epoch's schedule) or after it (on the
-    run's), a run with a first epoch of its own length resumes to the same weights."""
+@pytest.mark.parametrize("stop_at", [1, 3, 6])
+def test_a_run_of_epochs_of_their_own_lengths_resumes_exactly(tmp_path, monkeypatch, stop_at):
+    """Stopped inside any of its epochs (each on its own schedule), a run of epochs of
+    different lengths (a re-planned run's) resumes to the same weights."""
     from keras_pose.training import trainer
 
     def config(name, **changes):
-        return tiny_config(tmp_path, out_dir=str(tmp_path / name), epochs=2, steps_per_epoch=3,
-                           first_epoch_steps=2, precision="fp32", draw=False, backup_every=1,
+        return tiny_config(tmp_path, out_dir=str(tmp_path / name), epoch_steps=(2, 3, 4),
+                           precision="fp32", draw=False, backup_every=1,
                            **changes)
 
     reference = trainer.prepare(config("reference"))
@@ -462,8 +549,8 @@ def test_a_run_with_its_own_first_epoch_resumes_exactly(tmp_path, monkeypatch, s
 
     resumed = trainer.prepare(config("stopped", resume=True))
     assert resumed.state.global_step == stop_at
-    assert trainer.execute(resumed)["global_step"] == 5
+    assert trainer.execute(resumed)["global_step"] == 9
     schedule = resumed.model.optimizer._learning_rate  # noqa: SLF001
-    assert schedule.total_steps == 5
+    assert schedule.total_steps == 9
     for mine, theirs in zip(resumed.model.get_weights(), reference.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)

@@ -1,6 +1,7 @@
 """Nothing is lost on interruption: atomic files, and a training process killed with SIGKILL
 mid-epoch resumes exactly where its last backup stopped."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ def test_backup_is_a_consistent_pair(tmp_path):
     model = TinyPoseModel(input_shape=(16, 12, 3), num_keypoints=3, width=2)
     model.compile()
     model.optimizer.build(model.trainable_variables)
-    state = checkpoints.TrainingState(global_step=5, steps_per_epoch=4, global_batch=2, epochs=3)
+    state = checkpoints.TrainingState(global_step=5, epoch_steps=[4, 4, 4], global_batch=2)
     checkpoints.save_backup(model, tmp_path, state)
     state.global_step = 7
     checkpoints.save_backup(model, tmp_path, state)
@@ -33,7 +34,22 @@ def test_backup_is_a_consistent_pair(tmp_path):
     loaded = checkpoints.load_state(tmp_path)
     assert (loaded.global_step, loaded.epoch, loaded.step_in_epoch) == (7, 1, 3)
     with pytest.raises(ValueError, match="same settings"):
-        loaded.check_compatible(steps_per_epoch=4, global_batch=4, seed=0)
+        loaded.check_compatible([4, 4, 4], global_batch=4, seed=0)
+
+
+def test_a_version_1_backup_resumes_with_its_layout(tmp_path):
+    """A backup written before the per-epoch layout (one first epoch and ``epochs - 1`` of
+    ``steps_per_epoch``) loads as the same epochs and schedules."""
+    state = checkpoints.TrainingState(global_step=5, epoch_steps=[2, 3, 3], global_batch=2)
+    (tmp_path / checkpoints.BACKUP_DIR).mkdir()
+    (tmp_path / checkpoints.BACKUP_DIR / "step-000000005.weights.h5").write_bytes(b"")
+    old = {"global_step": 5, "steps_per_epoch": 3, "epochs": 3, "first_epoch_steps": 2,
+           "global_batch": 2, "seed": 0, "best_ap": None, "best_epoch": None, "history": [],
+           "weights_file": "step-000000005.weights.h5", "model": "", "version": 1}
+    checkpoints.write_json(old, tmp_path / checkpoints.BACKUP_DIR / checkpoints.STATE_FILE)
+    loaded = checkpoints.load_state(tmp_path)
+    assert loaded == dataclasses.replace(state, weights_file=old["weights_file"])
+    assert [loaded.schedule_steps_of(e) for e in range(3)] == [6, 8, 8]
 
 
 def recipe_command(out, data_dir, *extra):

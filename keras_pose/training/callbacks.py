@@ -303,7 +303,16 @@ class CocoEvaluation(keras.callbacks.Callback):
         self.every_epochs = every_epochs
         self.last_epoch = last_epoch
         self.last_metrics: dict[str, Any] | None = None
+        self.durations: list[float] = []  # seconds of each evaluation
         self._copy = None
+
+    @property
+    def seconds_spent(self) -> float:
+        return sum(self.durations)
+
+    def mean_seconds(self) -> float | None:
+        """An evaluation's mean seconds (``None`` before the first)."""
+        return self.seconds_spent / len(self.durations) if self.durations else None
 
     def due(self, epoch: int) -> bool:
         periodic = self.every_epochs > 0 and (epoch + 1) % self.every_epochs == 0
@@ -323,8 +332,9 @@ class CocoEvaluation(keras.callbacks.Callback):
             state.best_ap, state.best_epoch = float(metrics["AP"]), epoch + 1
             if self.out_dir is not None:
                 checkpoints.save_model(self.model, os.path.join(self.out_dir, BEST_MODEL))
+        self.durations.append(time.perf_counter() - start)
         logger.info("epoch %d: COCO AP %.4f (AP50 %.4f, AR %.4f) in %.0f s%s", epoch + 1,
-                    metrics["AP"], metrics["AP50"], metrics["AR"], time.perf_counter() - start,
+                    metrics["AP"], metrics["AP50"], metrics["AR"], self.durations[-1],
                     ", best so far" if improved else f", best {state.best_ap:.4f}")
 
     def evaluation_model(self):

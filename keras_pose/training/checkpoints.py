@@ -20,7 +20,7 @@ from keras_pose.utils.files import read_json
 
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class NonFiniteError(FloatingPointError):
@@ -55,11 +55,10 @@ class TrainingState:
 
     Args:
         global_step: training steps completed (batches consumed) since the start of the run.
-        steps_per_epoch, global_batch, seed: the run's layout; a resume must use the same.
-        epochs: the run's planned number of epochs.
-        first_epoch_steps: the first epoch's steps where they differ from the others' (0: the
-            same). Such a first epoch trains on the schedule of ``epochs`` of its length, the
-            rest on that of the whole run (a budgeted run re-planned after its first epoch).
+        epoch_steps: each epoch's steps (a budgeted run re-plans the epochs it has not begun).
+            Epoch ``e`` trains on the schedule of a run whose later epochs are as long as it
+            (:meth:`schedule_steps_of`): what a re-planned run knew when it began that epoch.
+        global_batch, seed: the run's batch and data order; a resume must use the same.
         best_ap, best_epoch: best validation AP so far and the (1-based) epoch that had it.
         history: one dict of logs per completed epoch (losses, learning rate, AP).
         weights_file: the weights + optimizer file of this state (in the backup folder).
@@ -67,33 +66,35 @@ class TrainingState:
     """
 
     global_step: int = 0
-    steps_per_epoch: int = 0
+    epoch_steps: list[int] = dataclasses.field(default_factory=list)
     global_batch: int = 0
     seed: int = 0
-    epochs: int = 0
     best_ap: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     weights_file: str = ""
     model: str = ""
-    first_epoch_steps: int = 0
     version: int = STATE_VERSION
 
     @property
-    def first_epoch(self) -> int:
-        """Steps of the first epoch."""
-        return self.first_epoch_steps or self.steps_per_epoch
+    def epochs(self) -> int:
+        return len(self.epoch_steps)
 
     @property
     def total_steps(self) -> int:
-        return self.first_epoch + (self.epochs - 1) * self.steps_per_epoch
+        return sum(self.epoch_steps)
+
+    def steps_before(self, epoch: int) -> int:
+        """Steps of the epochs before epoch ``epoch`` (0-based)."""
+        return sum(self.epoch_steps[:epoch])
 
     def locate(self, global_step: int) -> tuple[int, int]:
         """``(epochs completed, steps into the next)`` after ``global_step`` steps."""
-        if global_step < self.first_epoch:
-            return 0, global_step
-        epochs, step = divmod(global_step - self.first_epoch, self.steps_per_epoch)
-        return epochs + 1, step
+        for epoch, steps in enumerate(self.epoch_steps):
+            if global_step < steps:
+                return epoch, global_step
+            global_step -= steps
+        return self.epochs, global_step
 
     @property
     def epoch(self) -> int:
@@ -106,28 +107,43 @@ class TrainingState:
 
     def steps_in_epoch(self, epoch: int) -> int:
         """Steps of epoch ``epoch`` (0-based)."""
-        return self.first_epoch if epoch == 0 else self.steps_per_epoch
+        return self.epoch_steps[epoch]
+
+    def last_of_equal_epochs(self, epoch: int) -> int:
+        """The last epoch of the stretch of epochs as long as ``epoch`` that begins with it
+        (they train on one schedule, in one ``fit`` call)."""
+        last = epoch
+        while last + 1 < self.epochs and self.epoch_steps[last + 1] == self.epoch_steps[epoch]:
+            last += 1
+        return last
+
+    def schedule_steps_of(self, epoch: int) -> int:
+        """The length of the learning-rate schedule epoch ``epoch`` trains on: the steps
+        before it and its own length for each epoch left."""
+        return self.steps_before(epoch) + self.epoch_steps[epoch] * (self.epochs - epoch)
+
+    def schedules_left(self) -> set[int]:
+        """The schedule lengths of the epochs not completed."""
+        return {self.schedule_steps_of(e) for e in range(self.epoch, self.epochs)}
 
     @property
     def schedule_steps(self) -> int:
         """The length of the learning-rate schedule the next step trains on."""
-        if self.global_step < self.first_epoch != self.steps_per_epoch:
-            return self.epochs * self.first_epoch
-        return self.total_steps
+        return self.schedule_steps_of(min(self.epoch, self.epochs - 1))
 
-    def check_compatible(self, steps_per_epoch: int, global_batch: int, seed: int,
-                         first_epoch_steps: int | None = None) -> None:
-        """Raise unless a resumed run has the layout of the saved one (otherwise its data
-        stream and schedule would not continue where they stopped)."""
-        saved = (self.steps_per_epoch, self.first_epoch, self.global_batch, self.seed)
-        asked = (steps_per_epoch, first_epoch_steps or steps_per_epoch, global_batch, seed)
+    def check_compatible(self, epoch_steps: list[int], global_batch: int, seed: int) -> None:
+        """Raise unless a resumed run has the layout of the saved one up to the end of the
+        epoch it resumes in (otherwise its data stream and schedule would not continue where
+        they stopped); later epochs may change."""
+        kept = min(self.epoch, self.epochs - 1) + 1
+        saved = (self.epoch_steps[:kept], self.global_batch, self.seed)
+        asked = (list(epoch_steps[:kept]), global_batch, seed)
         if saved != asked:
             raise ValueError(
-                "cannot resume: the backup was made with steps_per_epoch, first_epoch_steps, "
-                f"global batch, seed = {saved}, this run asks for {asked}; resume with the "
-                "same settings"
+                "cannot resume: the backup was made with epoch steps (up to the epoch it "
+                f"stopped in), global batch, seed = {saved}, this run asks for {asked}; resume "
+                "with the same settings"
             )
-
 
     def check_model(self, identity: str, out_dir: str | os.PathLike) -> None:
         """Record the run's model, or raise if a resumed backup is of another model."""
@@ -174,6 +190,8 @@ def load_state(out_dir: str | os.PathLike) -> TrainingState | None:
     if not os.path.exists(path):
         return None
     saved = read_json(path, "training state")
+    if isinstance(saved, dict) and saved.get("version") == 1:
+        saved = upgrade_version_1(saved)
     if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
         version = saved.get("version") if isinstance(saved, dict) else None
         raise ValueError(f"{path}: state version {version}, expected {STATE_VERSION}")
@@ -186,6 +204,17 @@ def load_state(out_dir: str | os.PathLike) -> TrainingState | None:
     if not os.path.exists(weights):
         raise FileNotFoundError(f"{path} names {state.weights_file}, which is missing")
     return state
+
+
+def upgrade_version_1(saved: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 state (one first epoch, then ``epochs - 1`` of ``steps_per_epoch``) in
+    today's fields; its schedules were those :meth:`TrainingState.schedule_steps_of` gives."""
+    saved = dict(saved)
+    per_epoch, epochs = saved.pop("steps_per_epoch", 0), saved.pop("epochs", 0)
+    first = saved.pop("first_epoch_steps", 0) or per_epoch
+    saved["epoch_steps"] = [first] + [per_epoch] * (epochs - 1) if epochs else []
+    saved["version"] = STATE_VERSION
+    return saved
 
 
 def restore_backup(model: Any, out_dir: str | os.PathLike, state: TrainingState) -> None:

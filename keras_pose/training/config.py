@@ -104,8 +104,11 @@ class TrainConfig:
     Optimisation:
         epochs: default: as many samples as the original saw (:class:`FamilyRecipe`).
         steps_per_epoch: default: one pass over the training people.
-        first_epoch_steps: the first epoch's steps, where they differ (a re-planned budgeted
-            run's; its first epoch trains on the schedule of ``epochs`` x these steps).
+        first_epoch_steps: the first epoch's steps, where they differ from the others' (it
+            trains on the schedule of ``epochs`` x these steps).
+        epoch_steps: each epoch's steps (what a re-planned budgeted run did; instead of
+            ``epochs``, ``steps_per_epoch`` and ``first_epoch_steps``). Each epoch trains on
+            the schedule of a run whose later epochs are as long as it.
         batch_size: global crops per step (default: the original's per-GPU batch x replicas).
         learning_rate: base (peak) rate; default the family's, scaled to the batch.
         schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
@@ -160,6 +163,7 @@ class TrainConfig:
     epochs: int | None = None
     steps_per_epoch: int | None = None
     first_epoch_steps: int | None = None
+    epoch_steps: tuple[int, ...] | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
     schedule: str = "family"
@@ -211,6 +215,9 @@ class TrainConfig:
         from keras_pose.training.plan import PRECISIONS, gpu_visible, parse_duration
 
         config = dataclasses.replace(self)
+        if config.epoch_steps is not None:
+            config.epoch_steps = check_epoch_steps(config)
+            config.epochs = len(config.epoch_steps)
         if config.synthetic:
             config.model = config.model or SYNTHETIC_DEFAULTS["model"]
             defaults = dict(SYNTHETIC_DEFAULTS)
@@ -260,6 +267,25 @@ NUMBER_LIMITS = (
     ("eval_max_images", "--eval-max-images", 1), ("eval_batch_size", "--eval-batch-size", 1),
     ("tensorboard_every", None, 1), ("cpu_replicas", "--cpu-replicas", 0),
 )
+
+
+def check_epoch_steps(config: TrainConfig) -> tuple[int, ...]:
+    """``config.epoch_steps`` as a tuple, checked (positive integers, no other layout)."""
+    steps = config.epoch_steps
+    if isinstance(steps, str):
+        steps = [int(v) if v.strip().isdigit() else v for v in steps.split(",")]
+    if not steps or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in steps):
+        raise ValueError("epoch_steps (--epoch-steps) must be integers >= 1, one per epoch, "
+                         f"got {config.epoch_steps!r}")
+    others = [flag for field, flag in (("steps_per_epoch", "--steps-per-epoch"),
+                                       ("first_epoch_steps", "--first-epoch-steps"))
+              if getattr(config, field) is not None]
+    if config.epochs is not None and config.epochs != len(steps):
+        others.append(f"--epochs {config.epochs}")
+    if others:
+        raise ValueError(f"epoch_steps (--epoch-steps) gives each epoch's steps; drop "
+                         f"{', '.join(others)}")
+    return tuple(steps)
 
 
 def check_numbers(config: TrainConfig) -> None:

@@ -6,12 +6,13 @@ time left into a number of steps, split into epochs, with evaluations spread ove
 learning-rate schedule is made for that total, so it warms up and decays over the whole run
 whatever the machine's speed. A few timed steps can be off by a quarter on a shared machine,
 so the first epoch is the measure: its length is the power of two at or below a planned epoch
-(:func:`first_epoch_steps`, which timing noise rarely moves), and after it the run times its
-own steps and
-:func:`replan_budget` re-sizes the other epochs (and the schedule, which is then made for the
-new total) to end the run on time. Plans are pure functions of the measured step time, rounded
-to :data:`STEP_QUANTUM` (:data:`EPOCH_QUANTUM`) steps; the plan lines print the flags that
-repeat a plan exactly (``--first-epoch-steps`` for a re-planned one). Should the machine slow
+(:func:`first_epoch_steps`, which timing noise rarely moves). After every epoch but the last
+the run times its own steps (and its evaluations), and :func:`replan_budget` re-sizes the
+epochs left (and the schedule, which is then made for the new total) to end the run on time:
+a machine that runs faster or slower than its first epoch no longer leaves minutes unused or
+runs late. Plans are pure functions of the measured times, rounded to :data:`STEP_QUANTUM`
+(:data:`EPOCH_QUANTUM`) steps; the plan lines print the flags that repeat a plan exactly
+(``--epoch-steps`` for a re-planned one). Should the machine slow
 down after the plan was made, a deadline guard ends training at the step after which the rest
 would not fit (:class:`~keras_pose.training.callbacks.StopAtDeadline`).
 
@@ -49,7 +50,9 @@ EVALUATIONS = 3          # COCO AP evaluations of a planned run (the last one af
 # final save, evaluation model, export, pictures: 43 s measured on 2026-12-04, 22 s on 12-05,
 # 17-18 s on 12-06 (the last epoch's evaluation is reused; benchmarks/main_job.md)
 FINISH_SECONDS = 20.0
-EPOCH_END_SECONDS = 3.0  # backup and checkpoint at each epoch end (an estimate)
+# backup, checkpoint and the input's restart at each epoch end (an estimate for the first plan;
+# a re-plan measures it with the steps)
+EPOCH_END_SECONDS = 3.0
 # the plan ends this long before the budget (the finish's own noise: a run whose steps slow
 # down after the plan is stopped in time by the deadline guard, callbacks.StopAtDeadline)
 MARGIN_SECONDS = 10.0
@@ -150,30 +153,34 @@ class BudgetPlan:
     """How a budgeted run spends its time.
 
     Args:
-        total_steps, epochs, steps_per_epoch: the run's length (``total_steps`` =
-            ``epochs * steps_per_epoch``).
+        epoch_steps: each epoch's steps.
         eval_every: epochs between COCO AP evaluations.
         seconds_per_step: the measured training step.
         expected_seconds: the whole run's expected wall time (from the start of the process).
-        eval_seconds: the estimate of one COCO AP evaluation.
-        first_epoch_steps: a re-planned run's first epoch (``None``: as long as the others).
+        eval_seconds: one COCO AP evaluation (estimated, then measured).
+        after_epoch: the epochs done when it was made (0: planned from the timed steps).
     """
 
-    total_steps: int
-    epochs: int
-    steps_per_epoch: int
+    epoch_steps: tuple[int, ...]
     eval_every: int
     seconds_per_step: float
     expected_seconds: float
     eval_seconds: float = 0.0
-    first_epoch_steps: int | None = None
+    after_epoch: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch_steps)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.epoch_steps)
 
     def flags(self) -> str:
         """The command-line flags that repeat this plan exactly."""
-        flags = f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}"
-        if self.first_epoch_steps is not None:
-            flags += f" --first-epoch-steps {self.first_epoch_steps}"
-        return flags
+        if len(set(self.epoch_steps)) == 1:
+            return f"--epochs {self.epochs} --steps-per-epoch {self.epoch_steps[0]}"
+        return "--epoch-steps " + ",".join(map(str, self.epoch_steps))
 
 
 def plan_budget(
@@ -206,23 +213,20 @@ def plan_budget(
     fixed += epochs * EPOCH_END_SECONDS
     available = max(0.0, budget_seconds - fixed)
     total = max(STEP_QUANTUM, int(available / seconds_per_step) // STEP_QUANTUM * STEP_QUANTUM)
-    first = None
     if steps_per_epoch is None:
         epochs = max(1, min(epochs, total))
         steps_per_epoch = total // epochs
-        if epochs > 1:  # re-planned after the first epoch, which is the timing-proof measure
-            first = first_epoch_steps(steps_per_epoch)
-            steps_per_epoch = (total - first) // (epochs - 1)
-            first = None if first == steps_per_epoch else first
+        # re-planned after each epoch, the first of which is the timing-proof measure
+        first = first_epoch_steps(steps_per_epoch) if epochs > 1 else steps_per_epoch
+        rest = (total - first) // (epochs - 1) if epochs > 1 else steps_per_epoch
+        epoch_steps = (first,) + (rest,) * (epochs - 1)
     else:
-        epochs = max(1, total // steps_per_epoch)
-    total = (first or steps_per_epoch) + (epochs - 1) * steps_per_epoch
-    eval_every = max(1, math.ceil(epochs / max(1, evaluations)))
-    evals = evaluations_after(0, epochs, eval_every)
-    expected = (elapsed_seconds + total * seconds_per_step + evals * eval_seconds
-                + epochs * EPOCH_END_SECONDS + FINISH_SECONDS)
-    return BudgetPlan(total, epochs, steps_per_epoch, eval_every, seconds_per_step, expected,
-                      eval_seconds, first)
+        epoch_steps = (steps_per_epoch,) * max(1, total // steps_per_epoch)
+    eval_every = max(1, math.ceil(len(epoch_steps) / max(1, evaluations)))
+    evals = evaluations_after(0, len(epoch_steps), eval_every)
+    expected = (elapsed_seconds + sum(epoch_steps) * seconds_per_step + evals * eval_seconds
+                + len(epoch_steps) * EPOCH_END_SECONDS + FINISH_SECONDS)
+    return BudgetPlan(epoch_steps, eval_every, seconds_per_step, expected, eval_seconds)
 
 
 def first_epoch_steps(steps_per_epoch: int) -> int:
@@ -242,27 +246,27 @@ def evaluations_after(done_epochs: int, epochs: int, eval_every: int) -> int:
 
 
 def replan_budget(plan: BudgetPlan, budget_seconds: float, elapsed_seconds: float,
-                  seconds_per_step: float) -> BudgetPlan:
-    """``plan`` after its first epoch, with the other epochs as long as fits the budget at
-    ``seconds_per_step`` (the first epoch's own steps), ``elapsed_seconds`` after the start."""
+                  seconds_per_step: float, done_epochs: int,
+                  eval_seconds: float | None = None) -> BudgetPlan:
+    """``plan`` after ``done_epochs`` epochs, with the epochs left all as long as fits the
+    budget at ``seconds_per_step`` (the run's own steps, their epoch's end included),
+    ``elapsed_seconds`` after the start; ``eval_seconds``: a measured evaluation."""
     if seconds_per_step <= 0:
         raise ValueError(f"seconds_per_step must be > 0, got {seconds_per_step}")
-    epochs_left = plan.epochs - 1
+    epochs_left = plan.epochs - done_epochs
     if epochs_left < 1:
         return plan
-    evals = evaluations_after(1, plan.epochs, plan.eval_every)
-    fixed = (elapsed_seconds + FINISH_SECONDS + MARGIN_SECONDS + evals * plan.eval_seconds
-             + epochs_left * EPOCH_END_SECONDS)
+    eval_seconds = plan.eval_seconds if eval_seconds is None else eval_seconds
+    evals = evaluations_after(done_epochs, plan.epochs, plan.eval_every)
+    fixed = elapsed_seconds + FINISH_SECONDS + MARGIN_SECONDS + evals * eval_seconds
     per_epoch = max(0.0, budget_seconds - fixed) / seconds_per_step / epochs_left
     per_epoch = max(EPOCH_QUANTUM, int(per_epoch) // EPOCH_QUANTUM * EPOCH_QUANTUM)
-    expected = (elapsed_seconds + epochs_left * (per_epoch * seconds_per_step
-                                                 + EPOCH_END_SECONDS)
-                + evals * plan.eval_seconds + FINISH_SECONDS)
-    first = plan.first_epoch_steps or plan.steps_per_epoch
+    expected = (elapsed_seconds + epochs_left * per_epoch * seconds_per_step
+                + evals * eval_seconds + FINISH_SECONDS)
     return dataclasses.replace(
-        plan, total_steps=first + epochs_left * per_epoch,
-        steps_per_epoch=per_epoch, first_epoch_steps=first,
-        seconds_per_step=seconds_per_step, expected_seconds=expected)
+        plan, epoch_steps=plan.epoch_steps[:done_epochs] + (per_epoch,) * epochs_left,
+        seconds_per_step=seconds_per_step, expected_seconds=expected,
+        eval_seconds=eval_seconds, after_epoch=done_epochs)
 
 
 def measure_step_seconds(model: Any, dataset: Any, steps: int | None = None) -> float:

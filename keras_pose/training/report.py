@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -26,9 +27,9 @@ def log_plan(run: Run) -> None:
     """Log the run's layout, and print its ``PLAN`` line on the chief."""
     state, config = run.state, run.config
     logger.info(
-        "training %s (%s, %s) on %d people: %d epochs x %d steps of %d crops, %s, jit_compile=%s,"
+        "training %s (%s, %s) on %d people: %s steps of %d crops, %s, jit_compile=%s,"
         " %d replica(s), out %s", config.model, "x".join(map(str, run.model.spec.input_size)),
-        run.policy, len(run.inputs.records), state.epochs, state.steps_per_epoch,
+        run.policy, len(run.inputs.records), describe_epochs(state.epoch_steps),
         state.global_batch, describe_learning_rate(run.model.optimizer), run.jit_compile,
         run.strategy.num_replicas_in_sync, config.out_dir)
     if is_chief(run.strategy):
@@ -43,21 +44,34 @@ def plan_line(run: Run) -> str:
     from keras_pose.training.plan import gpu_visible
 
     device = "GPU" if gpu_visible() else f"CPU ({os.cpu_count()} cores)"
-    epochs = f"{state.epochs} epochs x {state.steps_per_epoch}"
-    if state.first_epoch != state.steps_per_epoch:
-        epochs = f"1 epoch x {state.first_epoch} + {state.epochs - 1} x {state.steps_per_epoch}"
     line = (f"PLAN {run.config.model} {'x'.join(map(str, run.model.spec.input_size))}, "
-            f"{run.policy}, decode {run.model.decode_refine or 'none'}, {device}: {epochs} "
+            f"{run.policy}, decode {run.model.decode_refine or 'none'}, {device}: "
+            f"{describe_epochs(state.epoch_steps)} "
             f"steps of {state.global_batch} = "
             f"{run.total_steps} steps, COCO AP every {run.config.eval_every or state.epochs} "
             "epoch(s)")
     if plan is not None:
-        measured = "measured" if run.first_plan is None else "in epoch 1"
+        measured = f"in epoch {plan.after_epoch}" if plan.after_epoch else "measured"
         line += (f" | {plan.seconds_per_step:.2f} s/step {measured}, expected "
                  f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
                  f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
                  f"{PRECISION_FLAGS.get(run.policy, '')}")
     return line
+
+
+def describe_epochs(epoch_steps: list[int]) -> str:
+    """``8 epochs x 160``, or by stretches of one length: ``1 epoch x 128 + 7 x 160``."""
+    stretches = [(len(list(group)), steps) for steps, group in itertools.groupby(epoch_steps)]
+    count, steps = stretches[0]
+    text = f"{count} epoch{'s' if count > 1 else ''} x {steps}"
+    return text + "".join(f" + {count} x {steps}" for count, steps in stretches[1:])
+
+
+def plan_record(plan: Any) -> dict[str, Any] | None:
+    """A :class:`~keras_pose.training.plan.BudgetPlan` for ``summary.json``."""
+    if plan is None:
+        return None
+    return {**dataclasses.asdict(plan), "epochs": plan.epochs, "total_steps": plan.total_steps}
 
 
 def _minutes(seconds: float) -> str:
@@ -82,14 +96,14 @@ def make_summary(run: Run, metrics: dict[str, Any], artifacts: dict[str, str],
         "input_size": list(run.model.spec.input_size),
         "data": config.data_dir or "synthetic",
         "epochs": state.epochs,
-        "steps_per_epoch": state.steps_per_epoch,
+        "epoch_steps": state.epoch_steps,
         "global_step": state.global_step,
         "global_batch": state.global_batch,
         "replicas": run.strategy.num_replicas_in_sync,
         "jit_compile": run.jit_compile,
         "precision": run.policy,
-        "plan": None if run.plan is None else dataclasses.asdict(run.plan),
-        "first_plan": None if run.first_plan is None else dataclasses.asdict(run.first_plan),
+        "plan": plan_record(run.plan),
+        "first_plan": plan_record(run.first_plan),
         "metrics": {k: float(metrics[k]) for k in names if k in metrics},
         "best_ap": state.best_ap,
         "best_epoch": state.best_epoch,

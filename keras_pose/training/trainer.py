@@ -20,10 +20,11 @@ Output folder (one per run: ``out_dir``, or a new ``work_dirs/<model>/<date-time
     learning_curve.png     training loss and validation AP against time (``draw=True``)
 
 A budgeted run (``time_budget``; the main job's default) first times a few steps and plans its
-length to fit, then re-plans its other epochs from its first (:mod:`keras_pose.training.plan`);
-every run prints a ``PLAN`` line before its first step (and a budgeted one another after its
-first epoch) and a ``FINAL`` line at the end (:mod:`keras_pose.training.report`). What a run is
-made of, and the main job's defaults: :mod:`keras_pose.training.config`.
+length to fit, then re-plans the epochs left after each epoch from the run's own times
+(:mod:`keras_pose.training.plan`); every run prints a ``PLAN`` line before its first step (and
+a budgeted one another whenever a re-plan changes it) and a ``FINAL`` line at the end
+(:mod:`keras_pose.training.report`). What a run is made of, and the main job's defaults:
+:mod:`keras_pose.training.config`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from keras_pose.training.callbacks import (
     RefreshBackupState,
     RunProgress,
     StepBackup,
-    StepClock,
     StopAtDeadline,
     StopOnNonFiniteLoss,
     SyncReplicaStatistics,
@@ -152,10 +152,10 @@ class Run:
     policy: str
     started: float
     lock: run_folder.RunLock | None = None
-    plan: Any = None  # the BudgetPlan of a budgeted run (re-planned after its first epoch)
+    plan: Any = None  # the BudgetPlan of a budgeted run (re-planned after each epoch)
     previous_policy: str = "float32"  # the global dtype policy before the run set its own
-    replan: bool = False  # re-plan the epochs after the first one
-    first_plan: Any = None  # the plan before the re-plan
+    replan: bool = False  # re-plan the epochs left after each epoch
+    first_plan: Any = None  # the plan made before training
     schedule_steps: int = 0  # the length of the optimizer's schedule now
 
     @property
@@ -208,18 +208,12 @@ def _prepare(config: TrainConfig, strategy: Any, started: float) -> Run:
         config, plan = plan_run(config, strategy, model, inputs, jit, val_people, started)
         timed = plan is not None
         replan = timed and planned_epochs and plan.epochs > 1
-    steps_per_epoch = config.steps_per_epoch
-    if steps_per_epoch is None:
-        steps_per_epoch = inputs.steps_per_pass()
-    epochs = config.epochs
-    if epochs is None:
-        recipe = recipe_for(model.spec.family)
-        epochs = recipe.default_epochs(steps_per_epoch * inputs.global_batch)
-    state = resumed_state(config, steps_per_epoch, inputs.global_batch, epochs)
+    state = resumed_state(config, epoch_layout(config, inputs, model.spec.family),
+                          inputs.global_batch)
     state.check_model(model_identity(config.model, model.spec), config.out_dir)
     if not timed:  # (a timed run's model is compiled, on a schedule to resize to the plan's)
         compile_run(model, config, strategy, inputs, state.schedule_steps, jit,
-                    resizable=state.schedule_steps != state.total_steps)
+                    resizable=len(state.schedules_left()) > 1)
     if state.global_step:
         with strategy.scope():
             checkpoints.restore_backup(model, config.out_dir, state)
@@ -258,10 +252,9 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
                          "give several workers --epochs (and --steps-per-epoch) instead")
     saved = checkpoints.load_state(config.out_dir) if config.resume else None
     if saved is not None:
-        epochs, per_epoch = saved.epochs, saved.steps_per_epoch
-        eval_every = config.eval_every or max(1, math.ceil(epochs / planning.EVALUATIONS))
-        return dataclasses.replace(config, epochs=epochs, steps_per_epoch=per_epoch,
-                                   first_epoch_steps=saved.first_epoch_steps or None,
+        eval_every = config.eval_every or max(1, math.ceil(saved.epochs / planning.EVALUATIONS))
+        return dataclasses.replace(config, epochs=saved.epochs,
+                                   epoch_steps=tuple(saved.epoch_steps),
                                    eval_every=eval_every), None
     # the run's own optimizer times the steps (one trace for timing and run); weights and
     # optimizer state are restored after, and the schedule is resized to the plan's
@@ -280,8 +273,7 @@ def plan_run(config: TrainConfig, strategy: Any, model: Any, inputs: TrainingInp
                        "about %.0f s", config.time_budget, elapsed, plan.total_steps,
                        plan.expected_seconds)
     eval_every = plan.eval_every if config.eval_every is None else config.eval_every
-    return dataclasses.replace(config, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                               first_epoch_steps=plan.first_epoch_steps,
+    return dataclasses.replace(config, epochs=plan.epochs, epoch_steps=plan.epoch_steps,
                                eval_every=eval_every), plan
 
 
@@ -369,23 +361,33 @@ def build_run_model(config: TrainConfig, num_keypoints: int):
     return model
 
 
-def resumed_state(
-    config: TrainConfig, steps_per_epoch: int, batch: int, epochs: int
-) -> TrainingState:
+def epoch_layout(config: TrainConfig, inputs: TrainingInput, family: str) -> list[int]:
+    """Each epoch's steps: ``epoch_steps``, or ``epochs`` of ``steps_per_epoch`` (default one
+    pass over the people; epochs default: as many samples as the family's original saw), the
+    first ``first_epoch_steps`` long where given."""
+    if config.epoch_steps is not None:
+        return list(config.epoch_steps)
+    per_epoch = config.steps_per_epoch or inputs.steps_per_pass()
+    epochs = config.epochs
+    if epochs is None:
+        epochs = recipe_for(family).default_epochs(per_epoch * inputs.global_batch)
+    return [config.first_epoch_steps or per_epoch] + [per_epoch] * (epochs - 1)
+
+
+def resumed_state(config: TrainConfig, epoch_steps: list[int], batch: int) -> TrainingState:
     """The saved state with ``resume`` (checked against this run's layout), else a fresh one."""
-    fresh = TrainingState(steps_per_epoch=steps_per_epoch, global_batch=batch, seed=config.seed,
-                          epochs=epochs, first_epoch_steps=config.first_epoch_steps or 0)
+    fresh = TrainingState(epoch_steps=epoch_steps, global_batch=batch, seed=config.seed)
     if not config.resume:
         return fresh  # (a folder holding a run was refused or cleared by claim_run_folder)
     state = checkpoints.load_state(config.out_dir)
     if state is None:
         logger.warning("--resume: no backup in %s, starting from scratch", config.out_dir)
         return fresh
-    state.check_compatible(steps_per_epoch, batch, config.seed, config.first_epoch_steps)
-    if state.epochs != epochs:
-        logger.warning("resuming a run of %d epochs as one of %d: the learning-rate schedule "
-                       "stretches accordingly", state.epochs, epochs)
-        state.epochs = epochs
+    state.check_compatible(epoch_steps, batch, config.seed)
+    if state.epoch_steps != epoch_steps:
+        logger.warning("resuming a run of epochs of %s steps as one of %s: the learning-rate "
+                       "schedule follows", state.epoch_steps, epoch_steps)
+        state.epoch_steps = list(epoch_steps)
     logger.info("resuming at global step %d (epoch %d, step %d of %d)", state.global_step,
                 state.epoch + 1, state.step_in_epoch, state.steps_in_epoch(state.epoch))
     return state
@@ -442,28 +444,31 @@ def deadline_guard(run: Run, progress: RunProgress) -> StopAtDeadline:
 
 def fit(run: Run, callbacks: list) -> None:
     """``model.fit`` from the state's global step to the end: the rest of an interrupted epoch
-    first (a ``fit`` call of its remaining steps), a first epoch of its own length (or one to
-    re-plan after) next, then whole epochs; the data stream starts where it stopped."""
+    first (a ``fit`` call of its remaining steps), then each stretch of epochs of one length
+    (one epoch at a time in a run that re-plans after each); the data stream starts where it
+    stopped."""
     state, model = run.state, run.model
     verbose = run.config.verbose if is_chief(run.strategy) else 0
+    evaluation = next((c for c in callbacks if isinstance(c, CocoEvaluation)), None)
     while state.global_step < run.total_steps:
         epoch, done = state.epoch, state.step_in_epoch
-        alone = bool(done) or epoch == 0 and (run.replan or state.first_epoch
-                                               != state.steps_per_epoch)
-        extra = [StopAfterEpoch(epoch)] if alone else []
+        last = epoch if done or run.replan else state.last_of_equal_epochs(epoch)
+        extra = [StopAfterEpoch(last)] if last < state.epochs - 1 else []
         if done:
             logger.info("resuming epoch %d at step %d of %d", epoch + 1, done,
                         state.steps_in_epoch(epoch))
-        clock = StepClock()
-        if run.replan:
-            extra.append(clock)
+        started, first_step = time.perf_counter(), state.global_step
+        evaluated = evaluation.seconds_spent if evaluation is not None else 0.0
         model.fit(training_data(run), epochs=state.epochs, initial_epoch=epoch,
                   steps_per_epoch=state.steps_in_epoch(epoch) - done,
                   callbacks=callbacks + extra, verbose=verbose, shuffle=False)
-        if not alone or state.step_in_epoch or stopped_at_deadline(callbacks):
+        if state.global_step != state.steps_before(last + 1) or stopped_at_deadline(callbacks):
             break  # the run is complete, or a callback stopped it
-        if run.replan:
-            replan(run, clock.seconds_per_step())
+        if run.replan and state.epoch < state.epochs:
+            evaluated = evaluation.seconds_spent - evaluated if evaluation is not None else 0.0
+            seconds = time.perf_counter() - started - evaluated
+            replan(run, seconds / (state.global_step - first_step),
+                   evaluation.mean_seconds() if evaluation is not None else None)
         follow_schedule(run)
 
 
@@ -471,27 +476,33 @@ def stopped_at_deadline(callbacks: list) -> bool:
     return any(isinstance(c, StopAtDeadline) and c.stopped_at is not None for c in callbacks)
 
 
-def replan(run: Run, seconds_per_step: float) -> None:
-    """Re-size the epochs after the first from its steps' measured time (see
-    :func:`~keras_pose.training.plan.replan_budget`); the chief saves the new layout (a
-    resume continues it) and prints its ``PLAN`` line."""
+def replan(run: Run, seconds_per_step: float, eval_seconds: float | None) -> None:
+    """Re-size the epochs left from the run's own step time (its epoch ends included) and
+    evaluation time (see :func:`~keras_pose.training.plan.replan_budget`); the chief saves
+    the new layout (a resume continues it) and prints its ``PLAN`` line where it changed."""
     from keras_pose.training import plan as planning
 
     elapsed = planning.elapsed_seconds(run.started)
-    plan = planning.replan_budget(run.plan, run.config.time_budget, elapsed, seconds_per_step)
-    run.state.steps_per_epoch = plan.steps_per_epoch
-    run.state.first_epoch_steps = plan.first_epoch_steps or 0
-    run.config = dataclasses.replace(run.config, steps_per_epoch=plan.steps_per_epoch,
-                                     first_epoch_steps=plan.first_epoch_steps)
-    run.first_plan, run.plan, run.replan = run.plan, plan, False
+    state = run.state
+    plan = planning.replan_budget(run.plan, run.config.time_budget, elapsed, seconds_per_step,
+                                  state.epoch, eval_seconds)
+    changed = plan.epoch_steps != run.plan.epoch_steps
+    state.epoch_steps = list(plan.epoch_steps)
+    run.config = dataclasses.replace(run.config, epoch_steps=plan.epoch_steps)
+    run.first_plan = run.first_plan or run.plan
+    run.plan = plan
     if is_chief(run.strategy):
-        checkpoints.write_state(run.config.out_dir, run.state)
-        print(plan_line(run), flush=True)
+        checkpoints.write_state(run.config.out_dir, state)
+        if changed:
+            print(plan_line(run), flush=True)
+        else:
+            logger.info("%s", plan_line(run))
 
 
 def follow_schedule(run: Run) -> None:
-    """Make the optimizer's schedule the one of the state's next step (a run whose first
-    epoch has its own length moves to the whole run's schedule after it)."""
+    """Make the optimizer's schedule the one of the state's next step (epochs of another
+    length than the last train on another schedule; see
+    :meth:`~keras_pose.training.checkpoints.TrainingState.schedule_steps_of`)."""
     steps = run.state.schedule_steps
     if steps == run.schedule_steps:
         return
