@@ -384,8 +384,8 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert "--epochs 3 --steps-per-epoch 1 --seed 0 --precision fp32" in plan_lines[0]
     assert "1 epoch x 1 + 2 x 3 steps of 4 = 7 steps" in plan_lines[1]
     assert "s/step in epoch 1" in plan_lines[1]
-    assert "1 epoch x 1 + 1 x 3 + 1 x 4 steps of 4 = 8 steps" in plan_lines[2]
-    assert "s/step in epoch 2" in plan_lines[2]
+    assert "3 epochs of 1/3/4 steps of 4 = 8 steps" in plan_lines[2]
+    assert "s/step in epochs 1-2" in plan_lines[2]
     repeat = "--epoch-steps 1,3,4 --seed 0 --precision fp32"
     assert repeat in plan_lines[2]
     assert summary["first_plan"]["total_steps"] == 3

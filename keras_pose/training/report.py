@@ -51,7 +51,8 @@ def plan_line(run: Run) -> str:
             f"{run.total_steps} steps, COCO AP every {run.config.eval_every or state.epochs} "
             "epoch(s)")
     if plan is not None:
-        measured = f"in epoch {plan.after_epoch}" if plan.after_epoch else "measured"
+        measured = {0: "measured", 1: "in epoch 1"}.get(plan.after_epoch,
+                                                        f"in epochs 1-{plan.after_epoch}")
         line += (f" | {plan.seconds_per_step:.2f} s/step {measured}, expected "
                  f"{_minutes(plan.expected_seconds)} of a {_minutes(run.config.time_budget)} "
                  f"budget | repeat: {plan.flags()} --seed {run.config.seed}"
@@ -60,8 +61,11 @@ def plan_line(run: Run) -> str:
 
 
 def describe_epochs(epoch_steps: list[int]) -> str:
-    """``8 epochs x 160``, or by stretches of one length: ``1 epoch x 128 + 7 x 160``."""
+    """``8 epochs x 160``, ``1 epoch x 128 + 7 x 160``, or each epoch's: ``4 epochs of
+    128/185/190/175``."""
     stretches = [(len(list(group)), steps) for steps, group in itertools.groupby(epoch_steps)]
+    if len(stretches) > 2:
+        return f"{len(epoch_steps)} epochs of {'/'.join(map(str, epoch_steps))}"
     count, steps = stretches[0]
     text = f"{count} epoch{'s' if count > 1 else ''} x {steps}"
     return text + "".join(f" + {count} x {steps}" for count, steps in stretches[1:])

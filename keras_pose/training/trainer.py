@@ -450,6 +450,7 @@ def fit(run: Run, callbacks: list) -> None:
     state, model = run.state, run.model
     verbose = run.config.verbose if is_chief(run.strategy) else 0
     evaluation = next((c for c in callbacks if isinstance(c, CocoEvaluation)), None)
+    trained_seconds, trained_steps = 0.0, 0  # of this process's fit calls, evaluations aside
     while state.global_step < run.total_steps:
         epoch, done = state.epoch, state.step_in_epoch
         last = epoch if done or run.replan else state.last_of_equal_epochs(epoch)
@@ -464,10 +465,12 @@ def fit(run: Run, callbacks: list) -> None:
                   callbacks=callbacks + extra, verbose=verbose, shuffle=False)
         if state.global_step != state.steps_before(last + 1) or stopped_at_deadline(callbacks):
             break  # the run is complete, or a callback stopped it
+        if evaluation is not None:
+            evaluated = evaluation.seconds_spent - evaluated
+        trained_seconds += time.perf_counter() - started - evaluated
+        trained_steps += state.global_step - first_step
         if run.replan and state.epoch < state.epochs:
-            evaluated = evaluation.seconds_spent - evaluated if evaluation is not None else 0.0
-            seconds = time.perf_counter() - started - evaluated
-            replan(run, seconds / (state.global_step - first_step),
+            replan(run, trained_seconds / trained_steps,
                    evaluation.mean_seconds() if evaluation is not None else None)
         follow_schedule(run)
 
@@ -477,9 +480,10 @@ def stopped_at_deadline(callbacks: list) -> bool:
 
 
 def replan(run: Run, seconds_per_step: float, eval_seconds: float | None) -> None:
-    """Re-size the epochs left from the run's own step time (its epoch ends included) and
-    evaluation time (see :func:`~keras_pose.training.plan.replan_budget`); the chief saves
-    the new layout (a resume continues it) and prints its ``PLAN`` line where it changed."""
+    """Re-size the epochs left from the run's own step time (the mean over its epochs so far,
+    their ends included: one epoch's mean moves by 5% on a shared machine) and evaluation time
+    (see :func:`~keras_pose.training.plan.replan_budget`); the chief saves the new layout (a
+    resume continues it) and prints its ``PLAN`` line where it changed."""
     from keras_pose.training import plan as planning
 
     elapsed = planning.elapsed_seconds(run.started)
