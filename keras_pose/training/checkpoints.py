@@ -49,8 +49,22 @@ def save_model(model: Any, path: str | os.PathLike) -> str:
     return atomic.save_atomic(model.save, path)
 
 
+class EpochLayout:
+    """The sizes of a layout of ``epoch_steps`` (a run's state, a budgeted run's plan)."""
+
+    epoch_steps: Any
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch_steps)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.epoch_steps)
+
+
 @dataclasses.dataclass
-class TrainingState:
+class TrainingState(EpochLayout):
     """Counters of a run, saved with every backup.
 
     Args:
@@ -75,14 +89,6 @@ class TrainingState:
     weights_file: str = ""
     model: str = ""
     version: int = STATE_VERSION
-
-    @property
-    def epochs(self) -> int:
-        return len(self.epoch_steps)
-
-    @property
-    def total_steps(self) -> int:
-        return sum(self.epoch_steps)
 
     def steps_before(self, epoch: int) -> int:
         """Steps of the epochs before epoch ``epoch`` (0-based)."""

@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from keras_pose.training.checkpoints import EpochLayout
+
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # Whether ``auto`` picks bf16 on a CPU that has it: RSN-18 128x96 took 0.6-0.85x the time
@@ -149,7 +151,7 @@ def precision_policy(precision: str, mixed: bool, budgeted: bool, gpu: bool,
 
 
 @dataclasses.dataclass(frozen=True)
-class BudgetPlan:
+class BudgetPlan(EpochLayout):
     """How a budgeted run spends its time.
 
     Args:
@@ -167,14 +169,6 @@ class BudgetPlan:
     expected_seconds: float
     eval_seconds: float = 0.0
     after_epoch: int = 0
-
-    @property
-    def epochs(self) -> int:
-        return len(self.epoch_steps)
-
-    @property
-    def total_steps(self) -> int:
-        return sum(self.epoch_steps)
 
     def flags(self) -> str:
         """The command-line flags that repeat this plan exactly."""
