@@ -435,6 +435,25 @@ def test_a_budgeted_run_that_slows_down_stops_at_its_deadline(tmp_path, monkeypa
     assert checkpoints.load_state(run.config.out_dir).global_step == summary["global_step"]
 
 
+def test_the_deadline_guard_follows_each_plan():
+    """The guard's "one more step" and its reserve for the last evaluation and the finish are
+    the plan's: the first plan's timed step and estimated evaluation, then a re-plan's
+    measured ones."""
+    from keras_pose.training.callbacks import RunProgress, StopAtDeadline
+    from keras_pose.training.trainer import guard_follows
+
+    first = plan_budget(900, 45, 0.9, 12.0)
+    replanned = replan_budget(first, 900, 130, 0.55, 1, eval_seconds=4.0)
+    guard = StopAtDeadline(RunProgress(TrainingState(epoch_steps=[5])), 0.0, 0.0, 0.0)
+    callbacks = [object(), guard]
+    guard_follows(first, callbacks)
+    assert (guard.step_seconds, guard.reserve_seconds) == (
+        0.9, 12.0 + planning.FINISH_SECONDS)
+    guard_follows(replanned, callbacks)
+    assert (guard.step_seconds, guard.reserve_seconds) == (
+        0.55, 4.0 + planning.FINISH_SECONDS)
+
+
 def count_class_traces(monkeypatch, model_class) -> list:
     """The list to which each trace of a training step of ``model_class`` appends its input."""
     traces = []

@@ -438,8 +438,20 @@ def deadline_guard(run: Run, progress: RunProgress) -> StopAtDeadline:
 
     elapsed = planning.elapsed_seconds(run.started)
     deadline = time.perf_counter() + run.config.time_budget - elapsed
-    return StopAtDeadline(progress, deadline, run.plan.seconds_per_step,
-                          run.plan.eval_seconds + planning.FINISH_SECONDS)
+    guard = StopAtDeadline(progress, deadline, 0.0, 0.0)
+    guard_follows(run.plan, [guard])
+    return guard
+
+
+def guard_follows(plan: Any, callbacks: list) -> None:
+    """Give the deadline guard among ``callbacks`` the step and evaluation times of ``plan``
+    (the first plan's timed ones, then each re-plan's measured ones)."""
+    from keras_pose.training import plan as planning
+
+    for callback in callbacks:
+        if isinstance(callback, StopAtDeadline):
+            callback.step_seconds = plan.seconds_per_step
+            callback.reserve_seconds = plan.eval_seconds + planning.FINISH_SECONDS
 
 
 def fit(run: Run, callbacks: list) -> None:
@@ -472,6 +484,7 @@ def fit(run: Run, callbacks: list) -> None:
         if run.replan and state.epoch < state.epochs:
             replan(run, trained_seconds / trained_steps,
                    evaluation.mean_seconds() if evaluation is not None else None)
+            guard_follows(run.plan, callbacks)
         follow_schedule(run)
 
 
