@@ -462,7 +462,7 @@ def fit(run: Run, callbacks: list) -> None:
     state, model = run.state, run.model
     verbose = run.config.verbose if is_chief(run.strategy) else 0
     evaluation = next((c for c in callbacks if isinstance(c, CocoEvaluation)), None)
-    trained_seconds, trained_steps = 0.0, 0  # of this process's fit calls, evaluations aside
+    fit_seconds, trained_steps = 0.0, 0  # of this process's fit calls
     while state.global_step < run.total_steps:
         epoch, done = state.epoch, state.step_in_epoch
         last = epoch if done or run.replan else state.last_of_equal_epochs(epoch)
@@ -471,18 +471,16 @@ def fit(run: Run, callbacks: list) -> None:
             logger.info("resuming epoch %d at step %d of %d", epoch + 1, done,
                         state.steps_in_epoch(epoch))
         started, first_step = time.perf_counter(), state.global_step
-        evaluated = evaluation.seconds_spent if evaluation is not None else 0.0
         model.fit(training_data(run), epochs=state.epochs, initial_epoch=epoch,
                   steps_per_epoch=state.steps_in_epoch(epoch) - done,
                   callbacks=callbacks + extra, verbose=verbose, shuffle=False)
         if state.global_step != state.steps_before(last + 1) or stopped_at_deadline(callbacks):
             break  # the run is complete, or a callback stopped it
-        if evaluation is not None:
-            evaluated = evaluation.seconds_spent - evaluated
-        trained_seconds += time.perf_counter() - started - evaluated
+        fit_seconds += time.perf_counter() - started
         trained_steps += state.global_step - first_step
         if run.replan and state.epoch < state.epochs:
-            replan(run, trained_seconds / trained_steps,
+            evaluated = evaluation.seconds_spent if evaluation is not None else 0.0
+            replan(run, (fit_seconds - evaluated) / trained_steps,
                    evaluation.mean_seconds() if evaluation is not None else None)
             guard_follows(run.plan, callbacks)
         follow_schedule(run)
