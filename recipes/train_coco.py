@@ -94,6 +94,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                       "replicas); default 32 per replica")
     optim.add_argument("--lr", type=positive_float, help="base (peak) learning rate")
     optim.add_argument("--schedule", choices=SCHEDULES, default="family")
+    optim.add_argument("--decay-fraction", type=positive_float, metavar="F",
+                       help="hold the warm-up-linear schedule's peak and decay over the last "
+                            "fraction F of the run only (default: the whole run after the "
+                            "warm-up, as the originals)")
     optim.add_argument("--time-budget", type=duration, metavar="DURATION",
                        help="size the run to end this long after its start (15m, 900s, 1h30m):"
                             " a few steps are timed, then steps, epochs and the learning-rate "
@@ -194,6 +198,7 @@ def config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size,
         learning_rate=args.lr,
         schedule=args.schedule,
+        decay_fraction=args.decay_fraction,
         time_budget=args.time_budget,
         precision=args.precision,
         mixed_precision=args.mixed_precision,

@@ -29,6 +29,43 @@ def test_warmup_linear_decay_follows_the_megvii_solver():
     )
 
 
+def test_warmup_linear_decay_with_decay_steps_holds_the_peak_until_the_decay():
+    schedule = WarmupLinearDecay(4e-3, total_steps=1000, warmup_steps=100, warmup_factor=0.1,
+                                 decay_steps=300)
+    np.testing.assert_allclose(
+        rates(schedule, [0, 50, 100, 400, 700, 850, 1000, 1200]),
+        [4e-4, 4e-3 * (0.1 + 0.9 * 0.5), 4e-3, 4e-3, 4e-3, 2e-3, 0.0, 0.0],
+        rtol=1e-5, atol=1e-12,
+    )
+    whole = WarmupLinearDecay(4e-3, total_steps=1000, warmup_steps=100, decay_steps=900)
+    steps = [0, 99, 100, 333, 999]
+    np.testing.assert_allclose(rates(whole, steps),
+                               rates(WarmupLinearDecay(4e-3, 1000, 100), steps), rtol=1e-6)
+
+
+def test_runs_of_two_lengths_share_their_rates_until_the_shorter_decays():
+    """What the decay fraction is for: a re-planned run's rate does not move before its decay."""
+    short, long = (make_schedule(RECIPES["rsn"], total, 24, 1.2e-2, decay_fraction=0.3)
+                   for total in (1358, 1458))
+    shared = np.arange(40, 1358 - 407)
+    np.testing.assert_array_equal(rates(short, shared), rates(long, shared))
+    assert (short.decay_steps, long.decay_steps) == (407, 437)
+    assert float(short(1357)) < float(long(1357)) < 1.2e-2
+    linear = [make_schedule(RECIPES["rsn"], total, 24, 1.2e-2) for total in (1358, 1458)]
+    assert float(linear[0](200)) < float(linear[1](200))
+
+
+def test_decay_fraction_is_checked():
+    with pytest.raises(ValueError, match="decay_fraction must be in"):
+        make_schedule(RECIPES["rsn"], 100, 32, decay_fraction=1.5)
+    with pytest.raises(ValueError, match="warmup_linear schedule, not 'multistep'"):
+        make_schedule(RECIPES["cpn"], 100, 32, decay_fraction=0.3)
+    with pytest.raises(ValueError, match="decay_steps"):
+        WarmupLinearDecay(1e-3, total_steps=10, warmup_steps=2, decay_steps=9)
+    whole = make_schedule(RECIPES["rsn"], 100, 32, decay_fraction=1.0)
+    assert whole.decay_steps == 100 - whole.warmup_steps  # capped at the steps after warm-up
+
+
 def test_warmup_multistep_decays_at_each_boundary():
     schedule = WarmupMultiStep(5e-4, boundaries=[10, 20], factor=0.5)
     np.testing.assert_allclose(rates(schedule, [0, 9, 10, 19, 20, 99]),
@@ -47,6 +84,7 @@ def test_schedules_reject_inconsistent_arguments():
 
 @pytest.mark.parametrize("schedule", [
     WarmupLinearDecay(1e-3, 500, 20, 0.1),
+    WarmupLinearDecay(1e-3, 500, 20, 0.1, decay_steps=150),
     WarmupMultiStep(5e-4, [100, 300], 0.5, 10, 0.001),
 ])
 def test_schedules_serialize(schedule):
@@ -76,6 +114,7 @@ def test_keras_file_with_a_scheduled_optimizer_round_trips(tmp_path):
 
 @pytest.mark.parametrize("schedule, resized", [
     (WarmupLinearDecay(1.0, 100, 10, 0.1), WarmupLinearDecay(1.0, 180, 12, 0.1)),
+    (WarmupLinearDecay(1.0, 100, 10, 0.1, 30), WarmupLinearDecay(1.0, 180, 12, 0.1, 54)),
     (WarmupMultiStep(1.0, [50, 80], 0.1, 5, 0.01), WarmupMultiStep(1.0, [90, 150], 0.1, 9, 0.01)),
 ])
 def test_a_resizable_schedule_takes_a_new_length_after_tracing(schedule, resized):

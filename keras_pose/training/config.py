@@ -112,6 +112,8 @@ class TrainConfig:
         batch_size: global crops per step (default: the original's per-GPU batch x replicas).
         learning_rate: base (peak) rate; default the family's, scaled to the batch.
         schedule: ``"family"``, ``"constant"``, ``"warmup_linear"`` or ``"multistep"``.
+        decay_fraction: a warm-up-linear schedule holds its peak and decays over this last
+            fraction of the run only (``None``: the family's, from the warm-up's end).
         time_budget: size the run to end this long after its start (seconds, or text such
             as ``"15m"``): a few steps are timed, then epochs, steps and the schedule are
             planned (:mod:`keras_pose.training.plan`); explicit ``epochs`` win.
@@ -167,6 +169,7 @@ class TrainConfig:
     batch_size: int | None = None
     learning_rate: float | None = None
     schedule: str = "family"
+    decay_fraction: float | None = None
     time_budget: float | str | None = None
     precision: str = "auto"
     mixed_precision: bool = False

@@ -43,6 +43,7 @@ def make_schedule(
     global_batch: int,
     learning_rate: float | None = None,
     schedule: str = "family",
+    decay_fraction: float | None = None,
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The learning rate (a constant or a schedule) of a run of ``total_steps`` steps.
 
@@ -53,10 +54,14 @@ def make_schedule(
         learning_rate: the base (peak) rate instead of the recipe's scaled one.
         schedule: ``"family"`` (the recipe's), ``"constant"``, ``"warmup_linear"`` or
             ``"multistep"`` (the recipe's warm-up and milestones, or none).
+        decay_fraction: a ``"warmup_linear"`` schedule holds its peak and decays over this
+            last fraction of the run only (``None``: from the warm-up's end, the originals').
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     kind = recipe.schedule if schedule == "family" else schedule
+    if decay_fraction is not None and kind != "warmup_linear":
+        raise ValueError(f"decay_fraction applies to the warmup_linear schedule, not {kind!r}")
     rate = recipe.learning_rate_for(global_batch) if learning_rate is None else learning_rate
     total_steps = max(1, int(total_steps))
     warmup = min(int(round(recipe.warmup * total_steps)), total_steps - 1)
@@ -64,9 +69,20 @@ def make_schedule(
         return float(rate)
     if kind == "warmup_linear":
         factor = recipe.warmup_factor if recipe.warmup else 0.1
-        return WarmupLinearDecay(rate, total_steps, warmup, factor)
+        return WarmupLinearDecay(rate, total_steps, warmup, factor,
+                                 decay_length(total_steps, warmup, decay_fraction))
     boundaries = sorted({int(round(m * total_steps)) for m in recipe.milestones} - {0})
     return WarmupMultiStep(rate, boundaries, recipe.decay, warmup, recipe.warmup_factor)
+
+
+def decay_length(total_steps: int, warmup_steps: int, decay_fraction: float | None) -> int | None:
+    """The steps of a decay over the last ``decay_fraction`` of a run (at least one, at most
+    the steps after the warm-up); ``None`` for none given."""
+    if decay_fraction is None:
+        return None
+    if not 0.0 < decay_fraction <= 1.0:
+        raise ValueError(f"decay_fraction must be in (0, 1], got {decay_fraction}")
+    return min(max(1, int(round(decay_fraction * total_steps))), total_steps - warmup_steps)
 
 
 def make_optimizer(
@@ -75,10 +91,12 @@ def make_optimizer(
     global_batch: int,
     learning_rate: float | None = None,
     schedule: str = "family",
+    decay_fraction: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """The family's optimizer (``model.default_optimizer``) with its learning-rate schedule."""
     recipe = recipe_for(model.spec.family)
-    rate = make_schedule(recipe, total_steps, global_batch, learning_rate, schedule)
+    rate = make_schedule(recipe, total_steps, global_batch, learning_rate, schedule,
+                         decay_fraction)
     return model.default_optimizer(learning_rate=rate)
 
 

@@ -5,7 +5,10 @@ continues on the same curve, and both are registered Keras objects, so a ``.kera
 compiled optimizer loads again (``import keras_pose.training`` registers them).
 
 * :class:`WarmupLinearDecay` — MSPN/RSN (``lib/utils/solver.py``): linear warm-up from
-  ``warmup_factor`` x the peak, then a straight line down to 0 at ``total_steps``.
+  ``warmup_factor`` x the peak, then a straight line down to 0 at ``total_steps``; with
+  ``decay_steps`` the peak is held until the line's last ``decay_steps`` steps (a
+  warm-up-stable-decay schedule: runs of different lengths share their steps until the first
+  of them starts to decay).
 * :class:`WarmupMultiStep` — tf-cpn's halving every 60 "epochs" (no warm-up), MMPose's CPM
   recipe (warm-up from 0.001x, x0.1 at two milestones), and any step schedule.
 
@@ -82,9 +85,11 @@ class WarmupLinearDecay(ResizableSchedule):
         total_steps: the rate is 0 from this step on.
         warmup_steps: length of the warm-up (0: none).
         warmup_factor: the warm-up starts at ``warmup_factor * learning_rate``.
+        decay_steps: the decay's length: the peak holds until ``total_steps - decay_steps``;
+            ``None``: from the warm-up's end (the originals').
     """
 
-    LENGTH_FIELDS = ("total_steps", "warmup_steps")
+    LENGTH_FIELDS = ("total_steps", "warmup_steps", "decay_steps")
 
     def __init__(
         self,
@@ -92,22 +97,33 @@ class WarmupLinearDecay(ResizableSchedule):
         total_steps: int,
         warmup_steps: int = 0,
         warmup_factor: float = 0.1,
+        decay_steps: int | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         if not 0 <= warmup_steps < total_steps:
             raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}), "
                              f"got {warmup_steps}")
+        if decay_steps is not None and not 1 <= decay_steps <= total_steps - warmup_steps:
+            raise ValueError(f"decay_steps must be in [1, total_steps - warmup_steps = "
+                             f"{total_steps - warmup_steps}], got {decay_steps}")
         self.learning_rate = float(learning_rate)
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
         self.warmup_factor = float(warmup_factor)
+        self.decay_steps = None if decay_steps is None else int(decay_steps)
+
+    def _length_value(self, name: str) -> np.ndarray:
+        if name == "decay_steps" and self.decay_steps is None:
+            return np.asarray(self.total_steps - self.warmup_steps, dtype="float32")
+        return super()._length_value(name)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         total, warmup = self._length("total_steps"), self._length("warmup_steps")
         warm = _warmup_factor(step, warmup, self.warmup_factor)
-        decay = ops.clip((total - step) / (total - warmup), 0.0, 1.0)
+        decay = ops.clip((total - step) / ops.maximum(self._length("decay_steps"), 1.0),
+                         0.0, 1.0)
         factor = ops.where(step < warmup, warm, decay)
         return self.learning_rate * factor
 
@@ -117,6 +133,7 @@ class WarmupLinearDecay(ResizableSchedule):
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
             "warmup_factor": self.warmup_factor,
+            "decay_steps": self.decay_steps,
         }
 
 

@@ -231,7 +231,7 @@ def compile_run(model: Any, config: TrainConfig, strategy: Any, inputs: Training
     ``fit``'s losses ready."""
     with strategy.scope():
         optimizer = make_optimizer(model, schedule_steps, inputs.global_batch,
-                                   config.learning_rate, config.schedule)
+                                   config.learning_rate, config.schedule, config.decay_fraction)
         schedule = learning_rate_schedule(optimizer)
         if resizable and isinstance(schedule, ResizableSchedule):
             schedule.make_resizable()  # before the step is traced
@@ -526,7 +526,7 @@ def follow_schedule(run: Run) -> None:
         config = run.config
         schedule.resize(make_schedule(recipe_for(run.model.spec.family), steps,
                                       run.state.global_batch, config.learning_rate,
-                                      config.schedule))
+                                      config.schedule, config.decay_fraction))
     run.schedule_steps = steps
 
 
