@@ -340,7 +340,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     reference.lock.release()
     traces = count_class_traces(monkeypatch, type(reference.model))
     # far too short: the smallest plan, re-planned after epoch 1 to the smallest epochs
-    run = prepare(tiny_config(tmp_path, time_budget=1, precision="fp32"))
+    run = prepare(tiny_config(tmp_path, time_budget=1, precision="fp32", decay_fraction=0.5))
     assert len(traces) == 1  # the timed steps traced the run's step
     assert "time budget (1 s) is too short" in caplog.text
     assert isinstance(run.plan, BudgetPlan) and run.plan.seconds_per_step > 0
@@ -348,6 +348,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert run.config.eval_every == 1
     schedule = run.model.optimizer._learning_rate  # noqa: SLF001
     assert schedule.total_steps == run.total_steps == 3  # the schedule decays over the plan
+    assert schedule.decay_steps == 2  # over its last half (rounded)
     # the timed steps were undone: same seed, same initial weights (BatchNorm included), and
     # the optimizer at step 0 with zero moments
     for mine, theirs in zip(run.model.get_weights(), reference.model.get_weights()):
@@ -391,7 +392,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
     assert summary["first_plan"]["total_steps"] == 3
     assert summary["plan"]["total_steps"] == summary["global_step"] == 8
     assert summary["epoch_steps"] == [1, 3, 4]
-    assert schedule.total_steps == 8  # the schedule was re-sized to the last plan
+    assert (schedule.total_steps, schedule.decay_steps) == (8, 4)  # re-sized to the last plan
     assert [entry["global_step"] for entry in summary["history"]] == [1, 4, 8]
     seconds = [entry["seconds"] for entry in summary["history"]]
     assert len(seconds) == 3 and 0 < seconds[0] < seconds[1] < seconds[2]
@@ -400,7 +401,7 @@ def test_budgeted_run_plans_its_schedule_and_draws_its_learning_curve(tmp_path, 
 
     # the flags repeat the run exactly: same data, same schedules, same weights
     again = prepare(tiny_config(tmp_path / "repeat", epoch_steps="1,3,4", precision="fp32",
-                                draw=False))
+                                decay_fraction=0.5, draw=False))
     assert execute(again)["global_step"] == 8
     for mine, theirs in zip(run.model.get_weights(), again.model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)

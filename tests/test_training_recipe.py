@@ -61,18 +61,26 @@ def test_bad_budget_or_precision_is_refused_naming_the_flag(flags, capsys):
 
 def test_without_data_dir_the_main_job_defaults_apply():
     from keras_pose.training import TrainConfig
-    from keras_pose.training.config import MAIN_JOB_CPU, MAIN_JOB_MODEL, SYNTHETIC_DEFAULTS
+    from keras_pose.training.config import (
+        MAIN_JOB_CPU,
+        MAIN_JOB_DECAY_FRACTION,
+        MAIN_JOB_MODEL,
+        SYNTHETIC_DEFAULTS,
+    )
 
     main_job = TrainConfig().resolved()
     assert main_job.synthetic and main_job.model == SYNTHETIC_DEFAULTS["model"]
     assert main_job.input_size == MAIN_JOB_CPU["input_size"]
     assert main_job.epochs is None and main_job.time_budget == 900  # planned at the start
     assert (main_job.batch_size, main_job.learning_rate) == (24, 1.2e-2)
+    assert main_job.decay_fraction == MAIN_JOB_DECAY_FRACTION < 1
+    assert TrainConfig(decay_fraction=1.0).resolved().decay_fraction == 1.0
+    assert TrainConfig(schedule="multistep").resolved().decay_fraction is None
     assert TrainConfig(batch_size=8).resolved().batch_size == 8  # the user's flag wins
     other = TrainConfig(model="hourglass").resolved()
     assert other.epochs == SYNTHETIC_DEFAULTS["epochs"] and other.input_size is None
     assert other.batch_size == SYNTHETIC_DEFAULTS["batch_size"] != MAIN_JOB_MODEL["batch_size"]
-    assert other.learning_rate is None  # the family's own
+    assert other.learning_rate is None and other.decay_fraction is None  # the family's own
     coco = TrainConfig(data_dir="/data/coco", model="cpn50").resolved()
     assert coco.epochs is None and coco.input_size is None  # the family's own defaults
     with pytest.raises(ValueError, match="give a model"):
