@@ -96,8 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     optim.add_argument("--schedule", choices=SCHEDULES, default="family")
     optim.add_argument("--decay-fraction", type=positive_float, metavar="F",
                        help="hold the warm-up-linear schedule's peak and decay over the last "
-                            "fraction F of the run only (default: the whole run after the "
-                            "warm-up, as the originals)")
+                            "fraction F of the run only (default: 0.3 for the main job, else "
+                            "the whole run after the warm-up, as the originals; 1: that)")
     optim.add_argument("--time-budget", type=duration, metavar="DURATION",
                        help="size the run to end this long after its start (15m, 900s, 1h30m):"
                             " a few steps are timed, then steps, epochs and the learning-rate "
