@@ -122,8 +122,7 @@ class WarmupLinearDecay(ResizableSchedule):
         step = ops.cast(step, "float32")
         total, warmup = self._length("total_steps"), self._length("warmup_steps")
         warm = _warmup_factor(step, warmup, self.warmup_factor)
-        decay = ops.clip((total - step) / ops.maximum(self._length("decay_steps"), 1.0),
-                         0.0, 1.0)
+        decay = ops.clip((total - step) / self._length("decay_steps"), 0.0, 1.0)
         factor = ops.where(step < warmup, warm, decay)
         return self.learning_rate * factor
 
